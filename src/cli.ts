@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { registerComposeCommands } from './cli/compose.js';
+import type { GlobalOptions } from './cli/context.js';
+
+// Only commander is imported eagerly: every verb imports what it needs when it runs, so
+// `holos --version` and shell completion stay fast.
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('holos')
+  .description('docker compose for QEMU/KVM: a stack of VMs from one holos.yaml')
+  .version(version, '-v, --version')
+  .option('-f, --file <path>', 'compose file (default: $HOLOS_FILE, else holos.yaml or holos.yml here)')
+  .option('-p, --project-name <name>', 'project name (default: name: in the file, else its directory name)')
+  .option('--state-dir <dir>', 'state directory (default: $HOLOS_STATE_DIR, else ~/.local/state/holos; root: /var/lib/holos)')
+  .option('--debug', 'print stack traces for errors')
+  .addOption(
+    new Option('--log-level <level>', 'log level for the logs on stderr')
+      .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('warn')
+      .env('HOLOS_LOG_LEVEL'),
+  )
+  .showHelpAfterError('(run holos --help for usage)')
+  .enablePositionalOptions();
+
+const globals = () => program.opts<GlobalOptions>();
+registerComposeCommands(program, globals);
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  const { UserError, formatUserError } = await import('./errors.js');
+  if (globals().debug) console.error(error);
+  else if (error instanceof UserError) {
+    if (error.message) console.error(formatUserError(error));
+  } else console.error(`holos: internal error: ${(error as Error).message} (run with --debug for the stack trace)`);
+  process.exitCode = error instanceof UserError ? error.exitCode : 1;
+}

@@ -1,0 +1,19 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** The global options every verb receives. */
+export interface GlobalOptions {
+  file?: string;
+  projectName?: string;
+  stateDir?: string;
+  debug?: boolean;
+  logLevel?: string;
+}
+
+/** `--state-dir`, else `$HOLOS_STATE_DIR`, else /var/lib/holos for root, else ~/.local/state/holos. */
+export function stateDirOf(options: GlobalOptions): string {
+  if (options.stateDir) return options.stateDir;
+  if (process.env.HOLOS_STATE_DIR) return process.env.HOLOS_STATE_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/holos';
+  return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'holos');
+}

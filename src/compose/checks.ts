@@ -1,0 +1,162 @@
+import { resolve } from 'node:path';
+import { findCatalogImage, isLocalImage } from '../images/catalog.js';
+import { startLevels } from './graph.js';
+import { closest, formatPath, type Issue } from './issues.js';
+import type { Service } from './schema.js';
+import { formatPort } from './ports.js';
+
+// Rules that span fields or services. They run on every service that is valid on its own,
+// so a file with a bad port in one service still gets its dependency cycle reported.
+
+export const maxInstances = 253;
+
+export type PathKind = 'file' | 'directory' | 'missing';
+
+export interface CheckInput {
+  /** Every service name in the file, valid or not (a reference to a broken service is not "unknown"). */
+  serviceNames: readonly string[];
+  /** The services that passed the schema. */
+  services: ReadonlyMap<string, Service>;
+  volumeNames: ReadonlySet<string>;
+  baseDir: string;
+  /** The only host access: what a path names. */
+  statPath: (path: string) => PathKind;
+}
+
+const at = (path: Issue['path'], message: string, anchor: Issue['anchor'] = 'value'): Issue => ({ path, message, anchor });
+
+function checkImage(name: string, service: Service, input: CheckInput): Issue[] {
+  const path = ['services', name];
+  if (service.image === undefined) {
+    if (service.dockerfile !== undefined) return [];
+    return [at(path, 'needs an image: a local file (./disk.qcow2) or a catalog name (debian:12); or a dockerfile with FROM', 'key')];
+  }
+  if (!isLocalImage(service.image)) {
+    const found = findCatalogImage(service.image);
+    return typeof found === 'string' ? [at([...path, 'image'], found)] : [];
+  }
+  const kind = input.statPath(resolve(input.baseDir, service.image));
+  if (kind === 'file') return [];
+  const problem = kind === 'missing' ? 'does not exist' : 'is a directory';
+  return [at([...path, 'image'], `image file ${service.image} ${problem}; point image at a qcow2 or raw disk file`)];
+}
+
+function checkDockerfile(name: string, service: Service, input: CheckInput): Issue[] {
+  if (service.dockerfile === undefined || input.statPath(resolve(input.baseDir, service.dockerfile)) === 'file') return [];
+  return [at(['services', name, 'dockerfile'], `${service.dockerfile} is not a file; the path is relative to the compose file`)];
+}
+
+function checkDependencies(name: string, service: Service, input: CheckInput): Issue[] {
+  return service.depends_on.flatMap((target, i) => {
+    const path = ['services', name, 'depends_on', i];
+    if (target === name) return [at(path, 'a service cannot depend on itself; remove this entry')];
+    if (input.serviceNames.includes(target)) return [];
+    const guess = closest(target, input.serviceNames);
+    const hint = guess ? `did you mean "${guess}"?` : `services in this file: ${input.serviceNames.join(', ')}`;
+    return [at(path, `unknown service "${target}"; ${hint}`)];
+  });
+}
+
+function checkCycles(input: CheckInput): Issue[] {
+  const graph = new Map([...input.services].map(([name, s]) => [name, s.depends_on.filter((d) => d !== name)]));
+  const levels = startLevels(graph);
+  if (Array.isArray(levels) || levels.cycle.length === 0) return [];
+  const [first, second] = levels.cycle as [string, string];
+  const entry = input.services.get(first)!.depends_on.indexOf(second);
+  return [
+    at(
+      ['services', first, 'depends_on', entry],
+      `dependency cycle ${levels.cycle.join(' → ')}; remove one of these depends_on entries`,
+    ),
+  ];
+}
+
+function checkMounts(name: string, service: Service, input: CheckInput): Issue[] {
+  const declared = [...input.volumeNames];
+  const targets = new Set<string>();
+  return service.volumes.flatMap((mount, i) => {
+    const path = ['services', name, 'volumes', i];
+    const issues: Issue[] = [];
+    if (targets.has(mount.target)) issues.push(at(path, `${mount.target} is already a mount target of this service`));
+    targets.add(mount.target);
+    if (mount.type === 'volume' && !input.volumeNames.has(mount.source)) {
+      const guess = closest(mount.source, declared);
+      const hint = guess ? `did you mean "${guess}"? ` : '';
+      issues.push(
+        at(path, `volume "${mount.source}" is not declared; ${hint}declare it under the top-level volumes: or write ./${mount.source} for a bind mount`),
+      );
+    }
+    return issues;
+  });
+}
+
+interface PortClaim {
+  protocol: string;
+  ip: string;
+  port: number;
+  owner: string;
+}
+
+// 0.0.0.0 takes the port on every address, so it clashes with any address.
+const clashes = (a: PortClaim, b: PortClaim) =>
+  a.protocol === b.protocol && a.port === b.port && (a.ip === b.ip || a.ip === '0.0.0.0' || b.ip === '0.0.0.0');
+
+/** Host ports of every replica, checked against each other across the whole project. */
+function checkPorts(input: CheckInput): Issue[] {
+  const issues: Issue[] = [];
+  const claims: PortClaim[] = [];
+  for (const [name, service] of input.services) {
+    service.ports.forEach((port, i) => {
+      const path = ['services', name, 'ports', i];
+      if (port.host === 0) return;
+      const last = port.host + service.replicas - 1;
+      if (last > 65535) {
+        issues.push(at(path, `with ${service.replicas} replicas, host port ${port.host} would run to ${last}, past 65535; pick a lower port`));
+        return;
+      }
+      for (let replica = 0; replica < service.replicas; replica++) {
+        const claim = { protocol: port.protocol, ip: port.hostIp, port: port.host + replica, owner: formatPath(path) };
+        if (service.replicas > 1) claim.owner += ` (replica ${replica})`;
+        const other = claims.find((c) => clashes(c, claim));
+        if (other) {
+          issues.push(at(path, `host port ${formatPort({ ...port, host: claim.port })} is also claimed by ${other.owner}; each host port can be published once`));
+          return;
+        }
+        claims.push(claim);
+      }
+    });
+  }
+  return issues;
+}
+
+/** A PCI device can be handed to one VM only. */
+function checkDevices(input: CheckInput): Issue[] {
+  const owners = new Map<string, string>();
+  const issues: Issue[] = [];
+  for (const [name, service] of input.services) {
+    service.devices.forEach((device, i) => {
+      const path = ['services', name, 'devices', i, 'pci'];
+      if (service.replicas > 1) issues.push(at(path, `PCI passthrough gives the device to one VM; set replicas: 1 (now ${service.replicas})`));
+      const owner = owners.get(device.pci);
+      if (owner) issues.push(at(path, `device ${device.pci} is already passed to ${owner}`));
+      owners.set(device.pci, formatPath(path));
+    });
+  }
+  return issues;
+}
+
+function checkInstanceCount(input: CheckInput): Issue[] {
+  const total = [...input.services.values()].reduce((sum, s) => sum + s.replicas, 0);
+  if (total <= maxInstances) return [];
+  return [at(['services'], `the project has ${total} instances; its private network 10.10.0.0/24 holds at most ${maxInstances}`, 'key')];
+}
+
+export function crossChecks(input: CheckInput): Issue[] {
+  const perService = [...input.services].flatMap(([name, service]) => [
+    ...checkImage(name, service, input),
+    ...checkDockerfile(name, service, input),
+    ...checkDependencies(name, service, input),
+    ...checkMounts(name, service, input),
+  ]);
+  return [...perService, ...checkCycles(input), ...checkPorts(input), ...checkDevices(input), ...checkInstanceCount(input)];
+}

@@ -1,0 +1,54 @@
+import { formatPort } from './ports.js';
+import type { ResolvedProject, ResolvedService } from './resolve.js';
+import { formatDuration, formatSize } from './units.js';
+
+// `holos config`: the project as holos understands it, defaults filled in. The output is itself
+// a valid holos.yaml: what resolve derived per instance sits under x- keys, which holos ignores.
+
+function serviceConfig(service: ResolvedService, project: ResolvedProject) {
+  const { spec } = service;
+  const instances = project.instances.filter((i) => i.service === service.name);
+  return {
+    image: service.image.kind === 'local' ? service.image.path : service.image.ref,
+    image_format: service.image.format,
+    ...(spec.dockerfile !== undefined && { dockerfile: spec.dockerfile }),
+    replicas: spec.replicas,
+    vm: {
+      ...spec.vm,
+      uefi: service.uefi,
+      ...(spec.vm.disk_size !== undefined && { disk_size: formatSize(spec.vm.disk_size) }),
+    },
+    ports: spec.ports.map(formatPort),
+    volumes: service.mounts.map((m) => `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`),
+    depends_on: spec.depends_on,
+    ...(spec.healthcheck && {
+      healthcheck: {
+        test: spec.healthcheck.test,
+        interval: formatDuration(spec.healthcheck.interval),
+        retries: spec.healthcheck.retries,
+        start_period: formatDuration(spec.healthcheck.start_period),
+        timeout: formatDuration(spec.healthcheck.timeout),
+      },
+    }),
+    stop_grace_period: formatDuration(spec.stop_grace_period),
+    cloud_init: { ...spec.cloud_init, user: service.user },
+    devices: spec.devices,
+    'x-instances': Object.fromEntries(
+      instances.map((i) => [i.name, { ip: i.ip, mac: i.mac, user_mac: i.userMac, ports: i.ports.map(formatPort) }]),
+    ),
+  };
+}
+
+export function toConfig(project: ResolvedProject) {
+  return {
+    name: project.name,
+    services: Object.fromEntries(project.services.map((s) => [s.name, serviceConfig(s, project)])),
+    volumes: Object.fromEntries(Object.entries(project.volumes).map(([name, v]) => [name, { size: formatSize(v.size) }])),
+    'x-network': {
+      subnet: project.network.cidr,
+      multicast: `${project.network.group}:${project.network.port}`,
+      start_order: project.levels,
+      hosts: project.network.hosts,
+    },
+  };
+}

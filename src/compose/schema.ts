@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+import { parsePort } from './ports.js';
+import { parseMount } from './mounts.js';
+
+// The holos.yaml format. Types come from here (z.infer); `holos schema` prints it as JSON Schema.
+// Only shapes and single values are checked here; rules that span fields (depends_on targets,
+// port collisions, declared volumes) live in checks.ts so one bad field never hides them.
+
+export const dnsLabel = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const posixUser = /^[a-z_][a-z0-9_-]{0,31}$/;
+const pciAddress = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$/;
+
+const label = (what: string) =>
+  z
+    .string()
+    .regex(
+      dnsLabel,
+      `${what} must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit, at most 63 characters`,
+    );
+
+/** A string parsed by `parse`, which returns the value or an error text. */
+function parsed<T>(parse: (text: string) => T | string, expected: string) {
+  return z.string({ error: `expected ${expected}` }).transform((text, ctx): T => {
+    const result = parse(text);
+    if (typeof result !== 'string') return result;
+    ctx.addIssue({ code: 'custom', message: result });
+    return z.NEVER;
+  });
+}
+
+const duration = parsed(parseDuration, 'a duration such as 30s or 1m30s (in quotes is fine)');
+const size = (min: number) =>
+  parsed(parseSize, 'a size such as 512M or 20G').refine((bytes) => bytes >= min, {
+    message: `must be at least ${min / 2 ** 20}M`,
+  });
+
+const stringList = z.array(z.string());
+/** cloud-init accepts a command as a shell string or as an argv list. */
+const commandList = z.array(z.union([z.string(), z.array(z.string())]));
+
+const vm = z.strictObject({
+  vcpu: z.int().min(1).max(288).default(1),
+  memory_mb: z.int().min(128, 'must be at least 128 (MiB)').default(512),
+  machine: z.string().min(1).default('q35'),
+  cpu_model: z.string().min(1).default('host'),
+  uefi: z.boolean().default(false),
+  disk_size: size(2 ** 20).optional(),
+  extra_args: stringList.default([]),
+});
+
+const healthcheck = z.strictObject({
+  test: z
+    .union([z.string().min(1), z.array(z.string()).min(1)], {
+      error: 'must be a command: a string run by sh -c, or a list such as ["pg_isready", "-U", "postgres"]',
+    })
+    .transform((test) => (typeof test === 'string' ? ['sh', '-c', test] : test)),
+  interval: duration.default(30_000),
+  retries: z.int().min(1).default(3),
+  start_period: duration.default(0),
+  timeout: duration.default(5_000),
+});
+
+const writeFile = z.strictObject({
+  path: z.string().startsWith('/', 'must be an absolute path in the guest'),
+  content: z.string().default(''),
+  permissions: z
+    .string({ error: 'expected a string: write the mode in quotes, such as "0644"' })
+    .regex(/^0?[0-7]{3,4}$/, 'must be an octal mode such as "0644"')
+    .default('0644'),
+  owner: z.string().min(1).default('root:root'),
+  encoding: z.enum(['b64', 'base64', 'gzip', 'gz', 'gz+b64', 'gzip+base64', 'text/plain']).optional(),
+  append: z.boolean().optional(),
+  defer: z.boolean().optional(),
+});
+
+const cloudInit = z.strictObject({
+  user: z
+    .string()
+    .regex(posixUser, 'must be a POSIX user name: lowercase letters, digits, "_" and "-", at most 32')
+    .optional(),
+  packages: stringList.default([]),
+  write_files: z.array(writeFile).default([]),
+  runcmd: commandList.default([]),
+  bootcmd: commandList.default([]),
+  ssh_authorized_keys: stringList.default([]),
+});
+
+const device = z.strictObject({
+  pci: z.string().transform((text, ctx) => {
+    const match = pciAddress.exec(text);
+    if (match) return `${(match[1] ?? '0000').toLowerCase()}:${match[2]!.toLowerCase()}:${match[3]!.toLowerCase()}.${match[4]}`;
+    ctx.addIssue({ code: 'custom', message: `PCI address "${text}" is malformed; use 0000:01:00.0 or 01:00.0 (see holos devices)` });
+    return z.NEVER;
+  }),
+  rom_file: z.string().min(1).optional(),
+});
+
+export const serviceSchema = z.strictObject({
+  image: z.string().min(1).optional(),
+  image_format: z.enum(['qcow2', 'raw']).optional(),
+  dockerfile: z.string().min(1).optional(),
+  replicas: z.int().min(0).max(253).default(1),
+  vm: vm.default(vm.parse({})),
+  ports: z.array(parsed(parsePort, 'a port such as "8080:80"')).default([]),
+  volumes: z.array(parsed(parseMount, 'a volume such as "./dir:/target" or "name:/target"')).default([]),
+  depends_on: z.array(z.string(), { error: 'expected a list of service names, such as [db]' }).default([]),
+  healthcheck: healthcheck.optional(),
+  stop_grace_period: duration.default(30_000),
+  cloud_init: cloudInit.default(cloudInit.parse({})),
+  devices: z.array(device).default([]),
+});
+
+const namedVolume = z.strictObject({ size: size(2 ** 20).default(10 * 2 ** 30) });
+
+export const composeSchema = z.strictObject({
+  name: label('the project name').optional(),
+  services: z
+    .record(label('a service name'), serviceSchema)
+    .refine((services) => Object.keys(services).length > 0, 'at least one service is required'),
+  volumes: z
+    .record(label('a volume name'), namedVolume.nullable().transform((v) => v ?? namedVolume.parse({})))
+    .default({}),
+});
+
+export type Compose = z.infer<typeof composeSchema>;
+export type Service = z.infer<typeof serviceSchema>;
+export type Healthcheck = z.infer<typeof healthcheck>;
+export type WriteFile = z.infer<typeof writeFile>;
+export type Command = Service['cloud_init']['runcmd'][number];
+export type Device = Service['devices'][number];
