@@ -22,8 +22,7 @@ const program = new Command('holos')
       .default('warn')
       .env('HOLOS_LOG_LEVEL'),
   )
-  .showHelpAfterError('(run holos --help for usage)')
-  .enablePositionalOptions();
+  .showHelpAfterError('(run holos --help for usage)');
 
 const globals = () => program.opts<GlobalOptions>();
 registerComposeCommands(program, globals);

@@ -9,7 +9,7 @@ export function registerComposeCommands(program: Command, globals: () => GlobalO
     .description('check the compose file and list every problem with its file:line:col')
     .option('-q, --quiet', 'print nothing; the exit status says whether the file is valid')
     .action(async (options: { quiet?: boolean }) => {
-      const { findComposeFile, validateComposeFile } = await import('../compose/load.js');
+      const { displayName, findComposeFile, validateComposeFile } = await import('../compose/load.js');
       const { ComposeProblems } = await import('../errors.js');
       const { file, projectName } = globals();
       const result = validateComposeFile(findComposeFile(process.cwd(), file), { projectName });
@@ -19,7 +19,7 @@ export function registerComposeCommands(program: Command, globals: () => GlobalO
       const services = Object.values(compose.services);
       const instances = services.reduce((sum, s) => sum + s.replicas, 0);
       const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-      console.log(`${result.file}: valid (project ${project}, ${plural(services.length, 'service')}, ${plural(instances, 'instance')})`);
+      console.log(`${displayName(result.file)}: valid (project ${project}, ${plural(services.length, 'service')}, ${plural(instances, 'instance')})`);
     });
 
   program

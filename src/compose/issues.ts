@@ -73,7 +73,7 @@ function describeValue(value: unknown): string {
 }
 
 const article = (type: string) => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);
-const typeNames: Record<string, string> = { object: 'mapping', array: 'list', int: 'integer' };
+const typeNames: Record<string, string> = { object: 'mapping', record: 'mapping', array: 'list', int: 'integer' };
 
 /** A message that says what is wrong and what to do, in place of zod's generic one. */
 function describe(issue: z.core.$ZodIssue, input: unknown): string {

@@ -82,7 +82,14 @@ function projectName(compose: { name?: string }, dir: string, override?: string)
   return { path: [], anchor: 'key', message: `cannot derive a project name from the directory "${basename(dir)}"; add name: to the file` };
 }
 
-function displayName(file: string): string {
+/** The mapping under `key`, or an empty one when the file has something else there. */
+function mappingAt(raw: unknown, key: string): Record<string, unknown> {
+  const value = (raw as Record<string, unknown>)[key];
+  return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+}
+
+/** A file name as the user would type it: relative to the working directory when inside it. */
+export function displayName(file: string): string {
   const rel = relative(process.cwd(), file);
   return rel.startsWith('..') || isAbsolute(rel) ? file : rel;
 }
@@ -112,7 +119,14 @@ export function validateComposeFile(file: string, options: { projectName?: strin
     const name = displayName(file);
     return { ok: false, file, problems: syntax.map((e) => `${name}:${e.position.line}:${e.position.col}: ${e.message}`) };
   }
-  const raw = withoutExtensions(source.document.toJS({ maxAliasCount: 1000 }));
+  let data: unknown;
+  try {
+    data = source.document.toJS({ maxAliasCount: 1000 });
+  } catch (error) {
+    // Unresolved aliases and alias bombs surface only when the document is turned into data.
+    return { ok: false, file, problems: [`${displayName(file)}: ${(error as Error).message}`] };
+  }
+  const raw = withoutExtensions(data);
   if (raw === null || raw === undefined)
     return { ok: false, file, problems: [`${displayName(file)}: the file is empty; it needs at least a services: mapping`] };
 
@@ -120,16 +134,14 @@ export function validateComposeFile(file: string, options: { projectName?: strin
   const result = composeSchema.safeParse(raw);
   const issues = result.success ? [] : fromZod(result.error.issues, composeSchema, raw);
 
-  const rawServices = (raw as { services?: unknown }).services;
-  const serviceEntries = rawServices && typeof rawServices === 'object' ? Object.entries(rawServices) : [];
+  const serviceEntries = Object.entries(mappingAt(raw, 'services'));
   const services = new Map<string, Service>();
   for (const [name, value] of serviceEntries) if (dnsLabel.test(name)) services.set(name, salvageService(value));
-  const rawVolumes = (raw as { volumes?: unknown }).volumes;
   issues.push(
     ...crossChecks({
       serviceNames: serviceEntries.map(([name]) => name),
       services,
-      volumeNames: new Set(rawVolumes && typeof rawVolumes === 'object' ? Object.keys(rawVolumes) : []),
+      volumeNames: new Set(Object.keys(mappingAt(raw, 'volumes'))),
       baseDir: dir,
       statPath,
     }),
