@@ -7,14 +7,19 @@ import type { GlobalOptions } from './cli/context.js';
 // Only commander is imported eagerly: every verb imports what it needs when it runs, so
 // `holos --version` and shell completion stay fast.
 
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 const program = new Command('holos')
   .description('docker compose for QEMU/KVM: a stack of VMs from one holos.yaml')
   .version(version, '-v, --version')
   .option('-f, --file <path>', 'compose file (default: $HOLOS_FILE, else holos.yaml or holos.yml here)')
   .option('-p, --project-name <name>', 'project name (default: name: in the file, else its directory name)')
-  .option('--state-dir <dir>', 'state directory (default: $HOLOS_STATE_DIR, else ~/.local/state/holos; root: /var/lib/holos)')
+  .option(
+    '--state-dir <dir>',
+    'state directory (default: $HOLOS_STATE_DIR, else ~/.local/state/holos; root: /var/lib/holos)',
+  )
   .option('--debug', 'print stack traces for errors')
   .addOption(
     new Option('--log-level <level>', 'log level for the logs on stderr')
@@ -34,6 +39,9 @@ try {
   if (globals().debug) console.error(error);
   else if (error instanceof UserError) {
     if (error.message) console.error(formatUserError(error));
-  } else console.error(`holos: internal error: ${(error as Error).message} (run with --debug for the stack trace)`);
+  } else
+    console.error(
+      `holos: internal error: ${(error as Error).message} (run with --debug for the stack trace)`,
+    );
   process.exitCode = error instanceof UserError ? error.exitCode : 1;
 }

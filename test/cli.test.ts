@@ -11,10 +11,14 @@ const fixtures = join(import.meta.dirname, '..', 'fixtures', 'compose');
 
 async function holos(args: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', import.meta.resolve('tsx'), cli, ...args], {
-      cwd,
-      env: { ...process.env, HOLOS_FILE: '', ...env },
-    });
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      ['--import', import.meta.resolve('tsx'), cli, ...args],
+      {
+        cwd,
+        env: { ...process.env, HOLOS_FILE: '', ...env },
+      },
+    );
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -50,7 +54,10 @@ test('the compose file: holos.yaml, then holos.yml, then $HOLOS_FILE and -f', as
   assert.equal(viaEnv.code, 0, viaEnv.stderr);
   const none = await holos(['validate'], join(dir, '..'));
   assert.equal(none.code, 1);
-  assert.match(none.stderr, /^holos: no holos\.yaml or holos\.yml in .*; create one, or name it with -f FILE\n$/);
+  assert.match(
+    none.stderr,
+    /^holos: no holos\.yaml or holos\.yml in .*; create one, or name it with -f FILE\n$/,
+  );
   const missing = await holos(['validate', '-f', 'nope.yaml'], dir);
   assert.equal(missing.stderr, 'holos: cannot read nope.yaml: no such file\n');
 });
@@ -67,7 +74,10 @@ test('config prints the normalised project, which is itself a valid holos.yaml',
   const r = await holos(['config', '-f', join(fixtures, 'valid', 'sample-demo.yaml')]);
   assert.equal(r.code, 0, r.stderr);
   const config = parse(r.stdout) as {
-    services: Record<string, { stop_grace_period: string; 'x-instances': Record<string, { ip: string; ports: string[] }> }>;
+    services: Record<
+      string,
+      { stop_grace_period: string; 'x-instances': Record<string, { ip: string; ports: string[] }> }
+    >;
   };
   assert.equal(config.services.web!.stop_grace_period, '30s');
   assert.deepEqual(config.services.web!['x-instances']['web-1']!.ports, ['8081:80/tcp']);
@@ -83,7 +93,11 @@ test('config prints the normalised project, which is itself a valid holos.yaml',
 
 test('schema prints a JSON Schema that allows x- keys and rejects unknown ones', async () => {
   const r = await holos(['schema']);
-  const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; additionalProperties: boolean; patternProperties: object };
+  const schema = JSON.parse(r.stdout) as {
+    properties: Record<string, unknown>;
+    additionalProperties: boolean;
+    patternProperties: object;
+  };
   assert.deepEqual(Object.keys(schema.properties), ['name', 'services', 'volumes']);
   assert.equal(schema.additionalProperties, false);
   assert.deepEqual(schema.patternProperties, { '^x-': {} });
@@ -94,7 +108,8 @@ test('--version and --help', async () => {
   const version = await holos(['--version']);
   assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
   const help = await holos(['--help']);
-  for (const verb of ['validate', 'config', 'schema']) assert.match(help.stdout, new RegExp(`\\n  ${verb}\\b`));
+  for (const verb of ['validate', 'config', 'schema'])
+    assert.match(help.stdout, new RegExp(`\\n  ${verb}\\b`));
   const unknown = await holos(['frobnicate']);
   assert.equal(unknown.code, 1);
   assert.match(unknown.stderr, /unknown command 'frobnicate'/);

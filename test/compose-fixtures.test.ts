@@ -9,7 +9,10 @@ import { resolveProject } from '../src/compose/resolve.js';
 // its errors as `# error: LINE:COL path: message-prefix`, all of them, in file order.
 
 const root = join(import.meta.dirname, '..', 'fixtures', 'compose');
-const yamlIn = (dir: string) => readdirSync(join(root, dir)).filter((f) => /\.ya?ml$/.test(f)).sort();
+const yamlIn = (dir: string) =>
+  readdirSync(join(root, dir))
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
 
 for (const name of yamlIn('valid')) {
   test(`valid fixture ${name}`, () => {
@@ -27,12 +30,31 @@ for (const name of yamlIn('invalid')) {
     assert.ok(expected.length > 0, `${name} states no expected error`);
     const result = validateComposeFile(file);
     assert.equal(result.ok, false, `${name} was accepted`);
-    const actual = result.ok ? [] : result.problems.map((line) => line.slice(line.indexOf(name) + name.length + 1).trim());
-    assert.equal(actual.length, expected.length, `expected:\n${expected.join('\n')}\nactual:\n${actual.join('\n')}`);
+    const actual = result.ok
+      ? []
+      : result.problems.map((line) => line.slice(line.indexOf(name) + name.length + 1).trim());
+    assert.equal(
+      actual.length,
+      expected.length,
+      `expected:\n${expected.join('\n')}\nactual:\n${actual.join('\n')}`,
+    );
     expected.forEach((want, i) => {
       // `5:9 path: message` is written `5:9: path: message` by validate.
       const normalised = want.replace(/^(\d+:\d+) /, '$1: ');
-      assert.ok(actual[i]!.startsWith(normalised), `error ${i + 1}:\n  expected ${normalised}\n  actual   ${actual[i]}`);
+      assert.ok(
+        actual[i]!.startsWith(normalised),
+        `error ${i + 1}:\n  expected ${normalised}\n  actual   ${actual[i]}`,
+      );
     });
+  });
+}
+
+const examples = join(import.meta.dirname, '..', 'examples');
+for (const name of readdirSync(examples, { withFileTypes: true })
+  .filter((d) => d.isDirectory())
+  .map((d) => d.name)) {
+  test(`example ${name} is valid`, () => {
+    const result = validateComposeFile(join(examples, name, 'holos.yaml'));
+    assert.ok(result.ok, result.ok ? '' : result.problems.join('\n'));
   });
 }

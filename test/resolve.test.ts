@@ -30,12 +30,21 @@ test('instances, IPs in start order from .2, hosts, replica ports', () => {
       ['web-1', '10.10.0.4'],
     ],
   );
-  assert.deepEqual(project.network.hosts, { 'db-0': '10.10.0.2', db: '10.10.0.2', 'web-0': '10.10.0.3', web: '10.10.0.3', 'web-1': '10.10.0.4' });
+  assert.deepEqual(project.network.hosts, {
+    'db-0': '10.10.0.2',
+    db: '10.10.0.2',
+    'web-0': '10.10.0.3',
+    web: '10.10.0.3',
+    'web-1': '10.10.0.4',
+  });
   const web1 = project.instances.find((i) => i.name === 'web-1')!;
-  assert.deepEqual(web1.ports.map((p) => [p.host, p.guest, p.protocol]), [
-    [8081, 80, 'tcp'],
-    [0, 9000, 'udp'],
-  ]);
+  assert.deepEqual(
+    web1.ports.map((p) => [p.host, p.guest, p.protocol]),
+    [
+      [8081, 80, 'tcp'],
+      [0, 9000, 'udp'],
+    ],
+  );
   assert.equal(project.services[1]!.mounts[0]!.source, `${project.dir}/www`);
   assert.deepEqual(project.volumes, { data: { size: 2 ** 30 } });
 });
@@ -48,7 +57,10 @@ test('the multicast group and port come from the project name, as in the origina
 test('MACs are deterministic, locally administered, distinct, and the user NIC differs in byte 3', () => {
   const a = resolveProject(loadText(demo));
   const b = resolveProject(loadText(demo));
-  assert.deepEqual(a.instances.map((i) => i.mac), b.instances.map((i) => i.mac));
+  assert.deepEqual(
+    a.instances.map((i) => i.mac),
+    b.instances.map((i) => i.mac),
+  );
   for (const i of a.instances) {
     assert.match(i.mac, /^52:54:00(:[0-9a-f]{2}){3}$/);
     assert.equal(i.userMac, i.mac.replace(/^52:54:00/, '52:54:01'));
@@ -67,12 +79,17 @@ test('adding or removing a service keeps the addresses of the others', () => {
   }
   assert.equal(after.instances.find((i) => i.name === 'cache-0')!.ip, '10.10.0.5');
 
-  const withoutDb = demo.replace(/  db:\n    image: \.\/base\.qcow2\n    healthcheck: \{ test: pg_isready \}\n/, '').replace('depends_on: [db]', '');
+  const withoutDb = demo
+    .replace(/ {2}db:\n {4}image: \.\/base\.qcow2\n {4}healthcheck: \{ test: pg_isready \}\n/, '')
+    .replace('depends_on: [db]', '');
   const shrunk = resolveProject(loadText(withoutDb), before.allocation);
-  assert.deepEqual(shrunk.instances.map((i) => [i.name, i.ip]), [
-    ['web-0', '10.10.0.3'],
-    ['web-1', '10.10.0.4'],
-  ]);
+  assert.deepEqual(
+    shrunk.instances.map((i) => [i.name, i.ip]),
+    [
+      ['web-0', '10.10.0.3'],
+      ['web-1', '10.10.0.4'],
+    ],
+  );
   // A freed address is handed out again to the next new instance.
   const reused = resolveProject(loadText(withoutDb.replace('replicas: 2', 'replicas: 3')), shrunk.allocation);
   assert.equal(reused.instances.find((i) => i.name === 'web-2')!.ip, '10.10.0.2');

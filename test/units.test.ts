@@ -25,7 +25,8 @@ test('durations format back to the shortest Go text', () => {
   assert.equal(formatDuration(500), '500ms');
   assert.equal(formatDuration(3_600_000), '1h');
   assert.equal(formatDuration(61_500), '1m1.5s');
-  for (const text of ['1m30s', '2h45m', '10s', '250ms']) assert.equal(formatDuration(parseDuration(text) as number), text);
+  for (const text of ['1m30s', '2h45m', '10s', '250ms'])
+    assert.equal(formatDuration(parseDuration(text) as number), text);
 });
 
 test('sizes are binary like qemu-img', () => {

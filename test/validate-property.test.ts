@@ -16,7 +16,8 @@ const fixtures = readdirSync(validDir)
   .map((f) => parse(readFileSync(join(validDir, f), 'utf8'), { merge: true }) as unknown);
 
 const workDir = mkdtempSync(join(tmpdir(), 'holos-prop-'));
-for (const f of ['base.qcow2', 'postgres-cloud.qcow2', 'Dockerfile']) copyFileSync(join(validDir, f), join(workDir, f));
+for (const f of ['base.qcow2', 'postgres-cloud.qcow2', 'Dockerfile'])
+  copyFileSync(join(validDir, f), join(workDir, f));
 
 type Tree = unknown;
 const anyValue = fc.oneof(
@@ -25,7 +26,17 @@ const anyValue = fc.oneof(
   fc.double(),
   fc.boolean(),
   fc.constant(null),
-  fc.constantFrom('8080:80', '0:0', '../x:/y:ro', '1m', 'x-a', '01:00.0', '9999999999999999999', '-1', 'ubuntu:noble'),
+  fc.constantFrom(
+    '8080:80',
+    '0:0',
+    '../x:/y:ro',
+    '1m',
+    'x-a',
+    '01:00.0',
+    '9999999999999999999',
+    '-1',
+    'ubuntu:noble',
+  ),
   fc.array(fc.string(), { maxLength: 3 }),
   fc.dictionary(fc.string(), fc.string(), { maxKeys: 3 }),
 );
@@ -44,7 +55,10 @@ function mutate(tree: Tree, path: (string | number)[], kind: number, value: unkn
     return value;
   }
   const [head, ...rest] = path;
-  const copy = (Array.isArray(tree) ? [...tree] : { ...(tree as object) }) as Record<string | number, unknown>;
+  const copy = (Array.isArray(tree) ? [...(tree as unknown[])] : { ...(tree as object) }) as Record<
+    string | number,
+    unknown
+  >;
   if (rest.length === 0 && kind === 1) delete copy[head!];
   else copy[head!] = mutate(copy[head!], rest, kind, value, key);
   return copy;
@@ -58,7 +72,17 @@ test('validate survives mutated fixtures with a clean result', () => {
       fc.nat(),
       fc.nat(2),
       anyValue,
-      fc.constantFrom('image', 'portz', 'x-ext', 'replicas', 'depends_on', 'vm', 'healthcheck', 'services', 'volumes'),
+      fc.constantFrom(
+        'image',
+        'portz',
+        'x-ext',
+        'replicas',
+        'depends_on',
+        'vm',
+        'healthcheck',
+        'services',
+        'volumes',
+      ),
       (which, pick, kind, value, key) => {
         const tree = fixtures[which];
         const all = paths(tree);

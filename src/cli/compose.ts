@@ -19,7 +19,9 @@ export function registerComposeCommands(program: Command, globals: () => GlobalO
       const services = Object.values(compose.services);
       const instances = services.reduce((sum, s) => sum + s.replicas, 0);
       const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-      console.log(`${displayName(result.file)}: valid (project ${project}, ${plural(services.length, 'service')}, ${plural(instances, 'instance')})`);
+      console.log(
+        `${displayName(result.file)}: valid (project ${project}, ${plural(services.length, 'service')}, ${plural(instances, 'instance')})`,
+      );
     });
 
   program

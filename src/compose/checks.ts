@@ -23,13 +23,23 @@ export interface CheckInput {
   statPath: (path: string) => PathKind;
 }
 
-const at = (path: Issue['path'], message: string, anchor: Issue['anchor'] = 'value'): Issue => ({ path, message, anchor });
+const at = (path: Issue['path'], message: string, anchor: Issue['anchor'] = 'value'): Issue => ({
+  path,
+  message,
+  anchor,
+});
 
 function checkImage(name: string, service: Service, input: CheckInput): Issue[] {
   const path = ['services', name];
   if (service.image === undefined) {
     if (service.dockerfile !== undefined) return [];
-    return [at(path, 'needs an image: a local file (./disk.qcow2) or a catalog name (debian:12); or a dockerfile with FROM', 'key')];
+    return [
+      at(
+        path,
+        'needs an image: a local file (./disk.qcow2) or a catalog name (debian:12); or a dockerfile with FROM',
+        'key',
+      ),
+    ];
   }
   if (!isLocalImage(service.image)) {
     const found = findCatalogImage(service.image);
@@ -38,12 +48,23 @@ function checkImage(name: string, service: Service, input: CheckInput): Issue[] 
   const kind = input.statPath(resolve(input.baseDir, service.image));
   if (kind === 'file') return [];
   const problem = kind === 'missing' ? 'does not exist' : 'is a directory';
-  return [at([...path, 'image'], `image file ${service.image} ${problem}; point image at a qcow2 or raw disk file`)];
+  return [
+    at([...path, 'image'], `image file ${service.image} ${problem}; point image at a qcow2 or raw disk file`),
+  ];
 }
 
 function checkDockerfile(name: string, service: Service, input: CheckInput): Issue[] {
-  if (service.dockerfile === undefined || input.statPath(resolve(input.baseDir, service.dockerfile)) === 'file') return [];
-  return [at(['services', name, 'dockerfile'], `${service.dockerfile} is not a file; the path is relative to the compose file`)];
+  if (
+    service.dockerfile === undefined ||
+    input.statPath(resolve(input.baseDir, service.dockerfile)) === 'file'
+  )
+    return [];
+  return [
+    at(
+      ['services', name, 'dockerfile'],
+      `${service.dockerfile} is not a file; the path is relative to the compose file`,
+    ),
+  ];
 }
 
 function checkDependencies(name: string, service: Service, input: CheckInput): Issue[] {
@@ -52,13 +73,17 @@ function checkDependencies(name: string, service: Service, input: CheckInput): I
     if (target === name) return [at(path, 'a service cannot depend on itself; remove this entry')];
     if (input.serviceNames.includes(target)) return [];
     const guess = closest(target, input.serviceNames);
-    const hint = guess ? `did you mean "${guess}"?` : `services in this file: ${input.serviceNames.join(', ')}`;
+    const hint = guess
+      ? `did you mean "${guess}"?`
+      : `services in this file: ${input.serviceNames.join(', ')}`;
     return [at(path, `unknown service "${target}"; ${hint}`)];
   });
 }
 
 function checkCycles(input: CheckInput): Issue[] {
-  const graph = new Map([...input.services].map(([name, s]) => [name, s.depends_on.filter((d) => d !== name)]));
+  const graph = new Map(
+    [...input.services].map(([name, s]) => [name, s.depends_on.filter((d) => d !== name)]),
+  );
   const levels = startLevels(graph);
   if (Array.isArray(levels) || levels.cycle.length === 0) return [];
   const [first, second] = levels.cycle as [string, string];
@@ -77,13 +102,17 @@ function checkMounts(name: string, service: Service, input: CheckInput): Issue[]
   return service.volumes.flatMap((mount, i) => {
     const path = ['services', name, 'volumes', i];
     const issues: Issue[] = [];
-    if (targets.has(mount.target)) issues.push(at(path, `${mount.target} is already a mount target of this service`));
+    if (targets.has(mount.target))
+      issues.push(at(path, `${mount.target} is already a mount target of this service`));
     targets.add(mount.target);
     if (mount.type === 'volume' && !input.volumeNames.has(mount.source)) {
       const guess = closest(mount.source, declared);
       const hint = guess ? `did you mean "${guess}"? ` : '';
       issues.push(
-        at(path, `volume "${mount.source}" is not declared; ${hint}declare it under the top-level volumes: or write ./${mount.source} for a bind mount`),
+        at(
+          path,
+          `volume "${mount.source}" is not declared; ${hint}declare it under the top-level volumes: or write ./${mount.source} for a bind mount`,
+        ),
       );
     }
     return issues;
@@ -99,7 +128,9 @@ interface PortClaim {
 
 // 0.0.0.0 takes the port on every address, so it clashes with any address.
 const clashes = (a: PortClaim, b: PortClaim) =>
-  a.protocol === b.protocol && a.port === b.port && (a.ip === b.ip || a.ip === '0.0.0.0' || b.ip === '0.0.0.0');
+  a.protocol === b.protocol &&
+  a.port === b.port &&
+  (a.ip === b.ip || a.ip === '0.0.0.0' || b.ip === '0.0.0.0');
 
 /** Host ports of every replica, checked against each other across the whole project. */
 function checkPorts(input: CheckInput): Issue[] {
@@ -111,15 +142,30 @@ function checkPorts(input: CheckInput): Issue[] {
       if (port.host === 0) return;
       const last = port.host + service.replicas - 1;
       if (last > 65535) {
-        issues.push(at(path, `with ${service.replicas} replicas, host port ${port.host} would run to ${last}, past 65535; pick a lower port`));
+        issues.push(
+          at(
+            path,
+            `with ${service.replicas} replicas, host port ${port.host} would run to ${last}, past 65535; pick a lower port`,
+          ),
+        );
         return;
       }
       for (let replica = 0; replica < service.replicas; replica++) {
-        const claim = { protocol: port.protocol, ip: port.hostIp, port: port.host + replica, owner: formatPath(path) };
+        const claim = {
+          protocol: port.protocol,
+          ip: port.hostIp,
+          port: port.host + replica,
+          owner: formatPath(path),
+        };
         if (service.replicas > 1) claim.owner += ` (replica ${replica})`;
         const other = claims.find((c) => clashes(c, claim));
         if (other) {
-          issues.push(at(path, `host port ${formatPort({ ...port, host: claim.port })} is also claimed by ${other.owner}; each host port can be published once`));
+          issues.push(
+            at(
+              path,
+              `host port ${formatPort({ ...port, host: claim.port })} is also claimed by ${other.owner}; each host port can be published once`,
+            ),
+          );
           return;
         }
         claims.push(claim);
@@ -136,7 +182,10 @@ function checkDevices(input: CheckInput): Issue[] {
   for (const [name, service] of input.services) {
     service.devices.forEach((device, i) => {
       const path = ['services', name, 'devices', i, 'pci'];
-      if (service.replicas > 1) issues.push(at(path, `PCI passthrough gives the device to one VM; set replicas: 1 (now ${service.replicas})`));
+      if (service.replicas > 1)
+        issues.push(
+          at(path, `PCI passthrough gives the device to one VM; set replicas: 1 (now ${service.replicas})`),
+        );
       const owner = owners.get(device.pci);
       if (owner) issues.push(at(path, `device ${device.pci} is already passed to ${owner}`));
       owners.set(device.pci, formatPath(path));
@@ -148,7 +197,13 @@ function checkDevices(input: CheckInput): Issue[] {
 function checkInstanceCount(input: CheckInput): Issue[] {
   const total = [...input.services.values()].reduce((sum, s) => sum + s.replicas, 0);
   if (total <= maxInstances) return [];
-  return [at(['services'], `the project has ${total} instances; its private network 10.10.0.0/24 holds at most ${maxInstances}`, 'key')];
+  return [
+    at(
+      ['services'],
+      `the project has ${total} instances; its private network 10.10.0.0/24 holds at most ${maxInstances}`,
+      'key',
+    ),
+  ];
 }
 
 export function crossChecks(input: CheckInput): Issue[] {
@@ -158,5 +213,11 @@ export function crossChecks(input: CheckInput): Issue[] {
     ...checkDependencies(name, service, input),
     ...checkMounts(name, service, input),
   ]);
-  return [...perService, ...checkCycles(input), ...checkPorts(input), ...checkDevices(input), ...checkInstanceCount(input)];
+  return [
+    ...perService,
+    ...checkCycles(input),
+    ...checkPorts(input),
+    ...checkDevices(input),
+    ...checkInstanceCount(input),
+  ];
 }

@@ -34,7 +34,10 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
     cloud_init: { ...spec.cloud_init, user: service.user },
     devices: spec.devices,
     'x-instances': Object.fromEntries(
-      instances.map((i) => [i.name, { ip: i.ip, mac: i.mac, user_mac: i.userMac, ports: i.ports.map(formatPort) }]),
+      instances.map((i) => [
+        i.name,
+        { ip: i.ip, mac: i.mac, user_mac: i.userMac, ports: i.ports.map(formatPort) },
+      ]),
     ),
   };
 }
@@ -43,7 +46,9 @@ export function toConfig(project: ResolvedProject) {
   return {
     name: project.name,
     services: Object.fromEntries(project.services.map((s) => [s.name, serviceConfig(s, project)])),
-    volumes: Object.fromEntries(Object.entries(project.volumes).map(([name, v]) => [name, { size: formatSize(v.size) }])),
+    volumes: Object.fromEntries(
+      Object.entries(project.volumes).map(([name, v]) => [name, { size: formatSize(v.size) }]),
+    ),
     'x-network': {
       subnet: project.network.cidr,
       multicast: `${project.network.group}:${project.network.port}`,

@@ -8,10 +8,15 @@ export type DependencyGraph = ReadonlyMap<string, readonly string[]>;
  * order is the same on every run.
  */
 export function startLevels(graph: DependencyGraph): string[][] | { cycle: string[] } {
-  const remaining = new Map([...graph].map(([name, deps]) => [name, new Set(deps.filter((d) => graph.has(d)))]));
+  const remaining = new Map(
+    [...graph].map(([name, deps]) => [name, new Set(deps.filter((d) => graph.has(d)))]),
+  );
   const levels: string[][] = [];
   while (remaining.size > 0) {
-    const ready = [...remaining].filter(([, deps]) => deps.size === 0).map(([name]) => name).sort();
+    const ready = [...remaining]
+      .filter(([, deps]) => deps.size === 0)
+      .map(([name]) => name)
+      .sort();
     if (ready.length === 0) return { cycle: findCycle(remaining) };
     for (const name of ready) remaining.delete(name);
     for (const deps of remaining.values()) for (const name of ready) deps.delete(name);

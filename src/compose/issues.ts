@@ -18,7 +18,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++)
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     previous = current;
   }
   return previous[b.length]!;
@@ -43,14 +47,20 @@ function knownKeysAt(schema: AnySchema, path: Path): string[] {
   const unwrap = () => {
     for (;;) {
       const def = node?._zod.def as { type: string; innerType?: AnySchema; in?: AnySchema } | undefined;
-      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable')) node = def.innerType;
+      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable'))
+        node = def.innerType;
       else if (def?.type === 'pipe') node = def.in;
       else return;
     }
   };
   for (const segment of path) {
     unwrap();
-    const def = node?._zod.def as { type: string; shape?: Record<string, AnySchema>; valueType?: AnySchema; element?: AnySchema };
+    const def = node?._zod.def as {
+      type: string;
+      shape?: Record<string, AnySchema>;
+      valueType?: AnySchema;
+      element?: AnySchema;
+    };
     node = def.type === 'object' ? def.shape?.[segment] : def.type === 'record' ? def.valueType : def.element;
   }
   unwrap();
@@ -69,30 +79,42 @@ function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'string') return `the string "${value}"`;
-  return `${typeof value} ${String(value)}`;
+  return `${typeof value} ${JSON.stringify(value)}`;
 }
 
 const article = (type: string) => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);
-const typeNames: Record<string, string> = { object: 'mapping', record: 'mapping', array: 'list', int: 'integer' };
+const typeNames: Record<string, string> = {
+  object: 'mapping',
+  record: 'mapping',
+  array: 'list',
+  int: 'integer',
+};
 
 /** A message that says what is wrong and what to do, in place of zod's generic one. */
 function describe(issue: z.core.$ZodIssue, input: unknown): string {
-  if (input === undefined) return issue.message.startsWith('Invalid input') ? 'is required' : `is required; it ${issue.message}`;
+  if (input === undefined)
+    return issue.message.startsWith('Invalid input') ? 'is required' : `is required; it ${issue.message}`;
   switch (issue.code) {
     case 'invalid_type':
       if (!issue.message.startsWith('Invalid input')) return `${issue.message}, got ${describeValue(input)}`;
       return `expected ${article(typeNames[issue.expected] ?? issue.expected)}, got ${describeValue(input)}`;
     case 'too_small':
       if (!issue.message.startsWith('Too small')) return issue.message;
-      return issue.origin === 'array' ? `needs at least ${issue.minimum} entries` : `must be at least ${issue.minimum}`;
+      return issue.origin === 'array'
+        ? `needs at least ${issue.minimum} entries`
+        : `must be at least ${issue.minimum}`;
     case 'too_big':
-      return issue.origin === 'array' ? `allows at most ${issue.maximum} entries` : `must be at most ${issue.maximum}`;
+      return issue.origin === 'array'
+        ? `allows at most ${issue.maximum} entries`
+        : `must be at most ${issue.maximum}`;
     case 'invalid_value':
       return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${describeValue(input)}`;
     case 'invalid_key':
       return issue.issues[0]?.message ?? issue.message;
     case 'invalid_union':
-      return issue.message.startsWith('Invalid input') ? `${describeValue(input)} is not valid here` : issue.message;
+      return issue.message.startsWith('Invalid input')
+        ? `${describeValue(input)} is not valid here`
+        : issue.message;
     default:
       return issue.message;
   }
@@ -110,7 +132,11 @@ export function fromZod(issues: readonly z.core.$ZodIssue[], schema: AnySchema, 
     const path = issue.path as (string | number)[];
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(schema, path);
-      return issue.keys.map((key) => ({ path: [...path, key], message: unknownKeyMessage(key, known), anchor: 'key' }));
+      return issue.keys.map((key) => ({
+        path: [...path, key],
+        message: unknownKeyMessage(key, known),
+        anchor: 'key',
+      }));
     }
     const value = valueAt(input, path);
     const anchor: Anchor = issue.code === 'invalid_key' || value === undefined ? 'key' : 'value';

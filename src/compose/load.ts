@@ -18,7 +18,8 @@ export interface LoadedCompose {
 }
 
 /** The outcome of validation: the file and, when it is valid, the model; else every problem. */
-export type Validation = { ok: true; file: string; loaded: LoadedCompose } | { ok: false; file: string; problems: string[] };
+export type Validation =
+  { ok: true; file: string; loaded: LoadedCompose } | { ok: false; file: string; problems: string[] };
 
 /** `-f`, else `$HOLOS_FILE`, else holos.yaml or holos.yml in the working directory. */
 export function findComposeFile(cwd: string, explicit?: string): string {
@@ -44,7 +45,9 @@ function withoutExtensions(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutExtensions);
   if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(
-    Object.entries(value).filter(([key]) => !key.startsWith('x-')).map(([key, v]) => [key, withoutExtensions(v)]),
+    Object.entries(value)
+      .filter(([key]) => !key.startsWith('x-'))
+      .map(([key, v]) => [key, withoutExtensions(v)]),
   );
 }
 
@@ -74,18 +77,26 @@ export function normaliseProjectName(text: string): string {
 function projectName(compose: { name?: string }, dir: string, override?: string): string | Issue {
   if (override !== undefined) {
     if (dnsLabel.test(override)) return override;
-    throw new UserError(`-p ${override}: a project name must be a DNS label (lowercase letters, digits and "-")`);
+    throw new UserError(
+      `-p ${override}: a project name must be a DNS label (lowercase letters, digits and "-")`,
+    );
   }
   if (compose.name) return compose.name;
   const derived = normaliseProjectName(basename(dir));
   if (derived) return derived;
-  return { path: [], anchor: 'key', message: `cannot derive a project name from the directory "${basename(dir)}"; add name: to the file` };
+  return {
+    path: [],
+    anchor: 'key',
+    message: `cannot derive a project name from the directory "${basename(dir)}"; add name: to the file`,
+  };
 }
 
 /** The mapping under `key`, or an empty one when the file has something else there. */
 function mappingAt(raw: unknown, key: string): Record<string, unknown> {
   const value = (raw as Record<string, unknown>)[key];
-  return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  return value && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
 }
 
 /** A file name as the user would type it: relative to the working directory when inside it. */
@@ -97,10 +108,15 @@ export function displayName(file: string): string {
 function problemLines(source: SourceFile, issues: Issue[]): string[] {
   const name = displayName(source.file);
   const located = issues.map((issue) => ({ issue, position: source.positionOf(issue.path, issue.anchor) }));
-  located.sort((a, b) => (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0));
+  located.sort(
+    (a, b) =>
+      (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0),
+  );
   return located.map(({ issue, position }) => {
     const where = position ? `${name}:${position.line}:${position.col}` : name;
-    return issue.path.length > 0 ? `${where}: ${formatPath(issue.path)}: ${issue.message}` : `${where}: ${issue.message}`;
+    return issue.path.length > 0
+      ? `${where}: ${formatPath(issue.path)}: ${issue.message}`
+      : `${where}: ${issue.message}`;
   });
 }
 
@@ -110,14 +126,19 @@ export function validateComposeFile(file: string, options: { projectName?: strin
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    const reason =
+      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
     throw new UserError(`cannot read ${displayName(file)}: ${reason}`);
   }
   const source = new SourceFile(file, text);
   const syntax = source.syntaxErrors();
   if (syntax.length > 0) {
     const name = displayName(file);
-    return { ok: false, file, problems: syntax.map((e) => `${name}:${e.position.line}:${e.position.col}: ${e.message}`) };
+    return {
+      ok: false,
+      file,
+      problems: syntax.map((e) => `${name}:${e.position.line}:${e.position.col}: ${e.message}`),
+    };
   }
   let data: unknown;
   try {
@@ -128,7 +149,11 @@ export function validateComposeFile(file: string, options: { projectName?: strin
   }
   const raw = withoutExtensions(data);
   if (raw === null || raw === undefined)
-    return { ok: false, file, problems: [`${displayName(file)}: the file is empty; it needs at least a services: mapping`] };
+    return {
+      ok: false,
+      file,
+      problems: [`${displayName(file)}: the file is empty; it needs at least a services: mapping`],
+    };
 
   const dir = dirname(file);
   const result = composeSchema.safeParse(raw);
@@ -136,7 +161,8 @@ export function validateComposeFile(file: string, options: { projectName?: strin
 
   const serviceEntries = Object.entries(mappingAt(raw, 'services'));
   const services = new Map<string, Service>();
-  for (const [name, value] of serviceEntries) if (dnsLabel.test(name)) services.set(name, salvageService(value));
+  for (const [name, value] of serviceEntries)
+    if (dnsLabel.test(name)) services.set(name, salvageService(value));
   issues.push(
     ...crossChecks({
       serviceNames: serviceEntries.map(([name]) => name),

@@ -16,7 +16,8 @@ export function parseMount(spec: string): Mount | string {
   if (parts.length < 2 || parts.length > 3) return `"${spec}" is not SOURCE:TARGET[:ro]; use ${mountFormats}`;
   const [source = '', target = '', mode = 'rw'] = parts;
   if (source === '') return `"${spec}" has an empty source; use ${mountFormats}`;
-  if (!target.startsWith('/')) return `target "${target}" must be an absolute path in the guest, such as /data`;
+  if (!target.startsWith('/'))
+    return `target "${target}" must be an absolute path in the guest, such as /data`;
   if (mode !== 'ro' && mode !== 'rw') return `unknown mode "${mode}"; use ro or rw`;
   return { type: looksLikePath(source) ? 'bind' : 'volume', source, target, readOnly: mode === 'ro' };
 }

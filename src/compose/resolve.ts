@@ -79,10 +79,19 @@ function resolveImage(service: Service, dir: string): ImageRef {
   const ref = service.image ?? '';
   if (isLocalImage(ref)) {
     const path = resolvePath(dir, ref.replace(/^~(?=\/)/, process.env.HOME ?? '~'));
-    return { ref, kind: 'local', path, format: service.image_format ?? (ref.endsWith('.raw') ? 'raw' : 'qcow2') };
+    return {
+      ref,
+      kind: 'local',
+      path,
+      format: service.image_format ?? (ref.endsWith('.raw') ? 'raw' : 'qcow2'),
+    };
   }
   const entry = findCatalogImage(ref);
-  return { ref, kind: 'catalog', format: service.image_format ?? (typeof entry === 'string' ? 'qcow2' : entry.format) };
+  return {
+    ref,
+    kind: 'catalog',
+    format: service.image_format ?? (typeof entry === 'string' ? 'qcow2' : entry.format),
+  };
 }
 
 function loginUser(service: Service): string {
@@ -104,7 +113,11 @@ function resolveService(name: string, spec: Service, dir: string): ResolvedServi
 
 export function networkOf(project: string): Omit<Network, 'hosts'> {
   const h = sha256(project);
-  return { cidr: subnet.cidr, group: `239.${h[0]}.${h[1]}.${h[2]}`, port: 10000 + (((h[3]! << 8) | h[4]!) % 55000) };
+  return {
+    cidr: subnet.cidr,
+    group: `239.${h[0]}.${h[1]}.${h[2]}`,
+    port: 10000 + (((h[3]! << 8) | h[4]!) % 55000),
+  };
 }
 
 /** A locally administered MAC from the instance's identity; `attempt` moves it off a collision. */
@@ -143,23 +156,43 @@ export function resolveProject(loaded: LoadedCompose, previous?: Allocation): Re
   const { compose, project, dir } = loaded;
   const graph = new Map(Object.entries(compose.services).map(([name, s]) => [name, s.depends_on]));
   const levels = startLevels(graph);
-  if (!Array.isArray(levels)) throw new Error(`resolve: dependency cycle ${levels.cycle.join(' → ')} passed validation`);
+  if (!Array.isArray(levels))
+    throw new Error(`resolve: dependency cycle ${levels.cycle.join(' → ')} passed validation`);
   const services = levels.flat().map((name) => resolveService(name, compose.services[name]!, dir));
   const replicas = services.flatMap((s) =>
-    Array.from({ length: s.spec.replicas }, (_, index) => ({ service: s, index, name: `${s.name}-${index}` })),
+    Array.from({ length: s.spec.replicas }, (_, index) => ({
+      service: s,
+      index,
+      name: `${s.name}-${index}`,
+    })),
   );
-  if (replicas.length > maxInstances) throw new Error(`resolve: ${replicas.length} instances passed validation`);
-  const allocation = allocate(project, replicas.map((r) => r.name), previous);
+  if (replicas.length > maxInstances)
+    throw new Error(`resolve: ${replicas.length} instances passed validation`);
+  const allocation = allocate(
+    project,
+    replicas.map((r) => r.name),
+    previous,
+  );
   const instances = replicas.map(({ service, index, name }): ResolvedInstance => {
     const { ip, mac } = allocation.instances[name]!;
-    return { name, service: service.name, index, ip, mac, userMac: userMacOf(mac), ports: replicaPorts(service.spec.ports, index) };
+    return {
+      name,
+      service: service.name,
+      index,
+      ip,
+      mac,
+      userMac: userMacOf(mac),
+      ports: replicaPorts(service.spec.ports, index),
+    };
   });
   const hosts: Record<string, string> = {};
   for (const instance of instances) {
     hosts[instance.name] = instance.ip;
     if (instance.index === 0) hosts[instance.service] = instance.ip;
   }
-  const volumes = Object.fromEntries(Object.entries(compose.volumes).map(([name, v]) => [name, { size: v.size }]));
+  const volumes = Object.fromEntries(
+    Object.entries(compose.volumes).map(([name, v]) => [name, { size: v.size }]),
+  );
   return {
     name: project,
     file: loaded.file,

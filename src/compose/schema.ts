@@ -89,8 +89,12 @@ const cloudInit = z.strictObject({
 const device = z.strictObject({
   pci: z.string().transform((text, ctx) => {
     const match = pciAddress.exec(text);
-    if (match) return `${(match[1] ?? '0000').toLowerCase()}:${match[2]!.toLowerCase()}:${match[3]!.toLowerCase()}.${match[4]}`;
-    ctx.addIssue({ code: 'custom', message: `PCI address "${text}" is malformed; use 0000:01:00.0 or 01:00.0 (see holos devices)` });
+    if (match)
+      return `${(match[1] ?? '0000').toLowerCase()}:${match[2]!.toLowerCase()}:${match[3]!.toLowerCase()}.${match[4]}`;
+    ctx.addIssue({
+      code: 'custom',
+      message: `PCI address "${text}" is malformed; use 0000:01:00.0 or 01:00.0 (see holos devices)`,
+    });
     return z.NEVER;
   }),
   rom_file: z.string().min(1).optional(),
@@ -119,7 +123,10 @@ export const composeSchema = z.strictObject({
     .record(label('a service name'), serviceSchema)
     .refine((services) => Object.keys(services).length > 0, 'at least one service is required'),
   volumes: z
-    .record(label('a volume name'), namedVolume.nullable().transform((v) => v ?? namedVolume.parse({})))
+    .record(
+      label('a volume name'),
+      namedVolume.nullable().transform((v) => v ?? namedVolume.parse({})),
+    )
     .default({}),
 });
 

@@ -44,7 +44,9 @@ export class SourceFile {
     for (const [i, segment] of path.entries()) {
       const last = i === path.length - 1;
       if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment));
+        const pair = node.items.find(
+          (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment),
+        );
         if (!pair) return undefined;
         node = last && wantKey ? pair.key : pair.value;
       } else if (isSeq(node) && typeof segment === 'number') {

@@ -5,8 +5,8 @@
 const durationUnits: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,
-  'µs': 1e-3,
-  'μs': 1e-3,
+  µs: 1e-3,
+  μs: 1e-3,
   ms: 1,
   s: 1000,
   m: 60_000,
@@ -50,7 +50,14 @@ export function formatDuration(ms: number): string {
   return parts.join('');
 }
 
-const sizeUnits: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
+const sizeUnits: Record<string, number> = {
+  '': 1,
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+  p: 2 ** 50,
+};
 
 /** Bytes for a qemu-style size (`512M`, `20G`, `1.5T`, `10GiB`, plain bytes), or an error text. */
 export function parseSize(text: string): number | string {

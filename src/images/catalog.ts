@@ -42,5 +42,7 @@ export function findCatalogImage(ref: string): CatalogEntry | string {
   if (named.length === 0)
     return `unknown image "${name}"; use a local file (./disk.qcow2) or one of: ${[...new Set(catalog.map((e) => e.name))].join(', ')} (holos images lists them)`;
   const found = named.find((e) => (tag === undefined ? e.isDefault : e.tag === tag));
-  return found ?? `unknown tag "${tag}" for image "${name}"; available: ${named.map((e) => e.tag).join(', ')}`;
+  return (
+    found ?? `unknown tag "${tag}" for image "${name}"; available: ${named.map((e) => e.tag).join(', ')}`
+  );
 }
