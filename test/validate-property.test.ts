@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import fc from 'fast-check';
 import { parse, stringify } from 'yaml';
 import { validateComposeFile } from '../src/compose/load.js';
@@ -16,6 +16,7 @@ const fixtures = readdirSync(validDir)
   .map((f) => parse(readFileSync(join(validDir, f), 'utf8'), { merge: true }) as unknown);
 
 const workDir = mkdtempSync(join(tmpdir(), 'holos-prop-'));
+after(() => rmSync(workDir, { recursive: true, force: true }));
 for (const f of ['base.qcow2', 'postgres-cloud.qcow2', 'Dockerfile'])
   copyFileSync(join(validDir, f), join(workDir, f));
 

@@ -1,11 +1,16 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateComposeFile, type LoadedCompose } from '../../src/compose/load.js';
 
+const created: string[] = [];
+process.on('exit', () => created.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
 /** Writes `text` as holos.yaml in a fresh directory that also holds an (empty) base.qcow2. */
 export function composeDir(text: string, dirName = 'proj'): string {
-  const dir = join(mkdtempSync(join(tmpdir(), 'holos-test-')), dirName);
+  const parent = mkdtempSync(join(tmpdir(), 'holos-test-'));
+  created.push(parent);
+  const dir = join(parent, dirName);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'base.qcow2'), '');
   writeFileSync(join(dir, 'holos.yaml'), text);
