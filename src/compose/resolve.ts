@@ -29,9 +29,15 @@ export interface ResolvedService {
   /** The login user: cloud_init.user, else the image's usual cloud user. */
   user: string;
   uefi: boolean;
-  /** Mounts with bind sources made absolute. */
-  mounts: Mount[];
+  /** Mounts with bind sources made absolute, each with the name the guest sees it by. */
+  mounts: ResolvedMount[];
 }
+
+/**
+ * `device` is the 9p mount tag of a bind mount, or the virtio-blk serial of a named volume
+ * (the guest sees /dev/disk/by-id/virtio-<serial>).
+ */
+export type ResolvedMount = Mount & { device: string };
 
 export interface ResolvedInstance {
   name: string;
@@ -107,8 +113,18 @@ function resolveService(name: string, spec: Service, dir: string): ResolvedServi
     image: resolveImage(spec, dir),
     user: loginUser(spec),
     uefi: spec.vm.uefi || spec.devices.length > 0,
-    mounts: spec.volumes.map((m) => (m.type === 'bind' ? { ...m, source: resolvePath(dir, m.source) } : m)),
+    mounts: spec.volumes.map((m, i) =>
+      m.type === 'bind'
+        ? { ...m, source: resolvePath(dir, m.source), device: `holos${i}` }
+        : { ...m, device: volumeSerial(m.source) },
+    ),
   };
+}
+
+/** virtio-blk serials hold 20 characters; a long volume name keeps a prefix and gains a hash. */
+export function volumeSerial(name: string): string {
+  const serial = `vol-${name}`;
+  return serial.length <= 20 ? serial : `vol-${name.slice(0, 7)}-${sha256(name).toString('hex').slice(0, 8)}`;
 }
 
 export function networkOf(project: string): Omit<Network, 'hosts'> {

@@ -1,0 +1,194 @@
+import type { ResolvedInstance, ResolvedProject, ResolvedService } from '../compose/resolve.js';
+
+// The QEMU command line of one instance: pure, from the resolved project and the runtime
+// facts apply decided (accelerator, files, host ports). Golden tests pin it per feature.
+
+export interface Accelerator {
+  kind: 'kvm' | 'tcg';
+  /** The -cpu value for `cpu_model: host`, which TCG cannot provide (`max` there). */
+  hostCpu: string;
+}
+
+/** The files of one instance, all inside its directory under the state dir. */
+export interface InstanceFiles {
+  overlay: string;
+  seed: string;
+  serialSocket: string;
+  serialLog: string;
+  qmpSocket: string;
+  pidFile: string;
+  /** UEFI only: this instance's copy of the OVMF variable store. */
+  uefiVars: string;
+}
+
+export interface LaunchFacts {
+  accel: Accelerator;
+  files: InstanceFiles;
+  /** The host port forwarded to the guest's sshd. */
+  sshPort: number;
+  /** Host port of each `instance.ports` entry, with ephemeral ones chosen. */
+  hostPorts: readonly number[];
+  /** Named volume → its qcow2 file. */
+  volumeFiles: Readonly<Record<string, string>>;
+  /** UEFI only: the read-only OVMF code. */
+  uefiCode?: string;
+}
+
+/** QEMU option values are comma-separated lists, so a comma inside a value is doubled. */
+export const escapeOption = (value: string | number) => String(value).replace(/,/g, ',,');
+
+const option = (...parts: (string | false | undefined)[]) => parts.filter(Boolean).join(',');
+
+function machineArgs(service: ResolvedService, accel: Accelerator): string[] {
+  const { vm } = service.spec;
+  const irqchip = service.spec.devices.length > 0 && 'kernel-irqchip=on';
+  const cpu = vm.cpu_model === 'host' ? accel.hostCpu : vm.cpu_model;
+  return [
+    '-machine',
+    option(escapeOption(vm.machine), `accel=${accel.kind}`, irqchip),
+    '-cpu',
+    escapeOption(cpu),
+    '-smp',
+    String(vm.vcpu),
+    '-m',
+    String(vm.memory_mb),
+  ];
+}
+
+function consoleArgs(files: InstanceFiles): string[] {
+  return [
+    '-chardev',
+    option(
+      'socket',
+      'id=serial0',
+      `path=${escapeOption(files.serialSocket)}`,
+      'server=on',
+      'wait=off',
+      `logfile=${escapeOption(files.serialLog)}`,
+      'logappend=on',
+    ),
+    '-serial',
+    'chardev:serial0',
+    '-chardev',
+    option('socket', 'id=qmp', `path=${escapeOption(files.qmpSocket)}`, 'server=on', 'wait=off'),
+    '-mon',
+    'chardev=qmp,mode=control',
+  ];
+}
+
+function diskArgs(service: ResolvedService, facts: LaunchFacts): string[] {
+  const { files } = facts;
+  const firmware = service.uefi
+    ? [
+        '-drive',
+        option('if=pflash', 'format=raw', 'readonly=on', `file=${escapeOption(facts.uefiCode ?? '')}`),
+        '-drive',
+        option('if=pflash', 'format=raw', `file=${escapeOption(files.uefiVars)}`),
+      ]
+    : [];
+  const volumes = service.mounts.flatMap((mount) => {
+    if (mount.type !== 'volume') return [];
+    const id = `vol-${mount.source}`;
+    return [
+      '-drive',
+      option(
+        `id=${id}`,
+        'if=none',
+        'format=qcow2',
+        `file=${escapeOption(facts.volumeFiles[mount.source] ?? '')}`,
+        'cache=writeback',
+        'discard=unmap',
+        mount.readOnly && 'readonly=on',
+      ),
+      '-device',
+      option('virtio-blk-pci', `drive=${id}`, `serial=${mount.device}`),
+    ];
+  });
+  return [
+    ...firmware,
+    '-drive',
+    option(
+      'id=root',
+      'if=none',
+      'format=qcow2',
+      `file=${escapeOption(files.overlay)}`,
+      'cache=writeback',
+      'discard=unmap',
+    ),
+    '-device',
+    'virtio-blk-pci,drive=root,bootindex=1',
+    '-drive',
+    option('id=seed', 'if=none', 'format=raw', 'readonly=on', `file=${escapeOption(files.seed)}`),
+    '-device',
+    'virtio-blk-pci,drive=seed',
+    ...volumes,
+  ];
+}
+
+function networkArgs(project: ResolvedProject, instance: ResolvedInstance, facts: LaunchFacts): string[] {
+  const forwards = [
+    `hostfwd=tcp:127.0.0.1:${facts.sshPort}-:22`,
+    ...instance.ports.map(
+      (p, i) => `hostfwd=${p.protocol}:${p.hostIp}:${facts.hostPorts[i] ?? p.host}-:${p.guest}`,
+    ),
+  ];
+  const { group, port } = project.network;
+  return [
+    '-netdev',
+    option('user', 'id=net0', ...forwards),
+    '-device',
+    `virtio-net-pci,netdev=net0,mac=${instance.userMac}`,
+    // Bound to loopback so no frame of the private segment ever reaches the LAN.
+    '-netdev',
+    `socket,id=net1,mcast=${group}:${port},localaddr=127.0.0.1`,
+    '-device',
+    `virtio-net-pci,netdev=net1,mac=${instance.mac}`,
+  ];
+}
+
+function passthroughArgs(service: ResolvedService): string[] {
+  const shares = service.mounts.flatMap((mount) =>
+    mount.type === 'bind'
+      ? [
+          '-virtfs',
+          option(
+            'local',
+            `path=${escapeOption(mount.source)}`,
+            `mount_tag=${mount.device}`,
+            'security_model=none',
+            mount.readOnly && 'readonly=on',
+          ),
+        ]
+      : [],
+  );
+  const devices = service.spec.devices.flatMap((d) => [
+    '-device',
+    option('vfio-pci', `host=${d.pci}`, d.rom_file && `romfile=${escapeOption(d.rom_file)}`),
+  ]);
+  return [...shares, ...devices];
+}
+
+/** The arguments after the binary name. `-daemonize` makes start-up errors come back at once. */
+export function qemuArgs(project: ResolvedProject, instance: ResolvedInstance, facts: LaunchFacts): string[] {
+  const service = project.services.find((s) => s.name === instance.service);
+  if (!service) throw new Error(`qemuArgs: no service ${instance.service} for ${instance.name}`);
+  return [
+    '-name',
+    escapeOption(instance.name),
+    ...machineArgs(service, facts.accel),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    ...consoleArgs(facts.files),
+    '-device',
+    'virtio-rng-pci',
+    ...diskArgs(service, facts),
+    ...networkArgs(project, instance, facts),
+    ...passthroughArgs(service),
+    '-daemonize',
+    '-pidfile',
+    facts.files.pidFile,
+    ...service.spec.vm.extra_args,
+  ];
+}
