@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { test } from 'node:test';
+import { parse } from 'yaml';
+import { mountCommand, renderSeed } from '../src/cloudinit/render.js';
+import { resolveProject } from '../src/compose/resolve.js';
+import { shellQuote } from '../src/util/shell.js';
+import { loadText } from './support/compose.js';
+
+const keys = {
+  projectPublicKey: 'ssh-ed25519 AAAAproject holos-demo',
+  hostKey: {
+    privateKey: '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n',
+    publicKey: 'ssh-ed25519 AAAAhost',
+  },
+};
+
+const demo = `
+name: demo
+services:
+  db:
+    image: ./base.qcow2
+    cloud_init:
+      user: pg
+      packages: [postgresql]
+      ssh_authorized_keys: ["ssh-ed25519 AAAAuser me@laptop"]
+      write_files:
+        - { path: /etc/app.conf, content: "ssh_pwauth: no\\nport: 22:22\\n", permissions: "0600" }
+        - { path: /etc/flag, content: "on" }
+      bootcmd: [echo early]
+      runcmd: ["echo one", [echo, two]]
+  web:
+    image: debian:12
+    replicas: 2
+    volumes: ["./www:/srv/www:ro", "data:/var/lib/data"]
+volumes:
+  data: {}
+`;
+
+function seedOf(text: string, instanceName: string) {
+  const project = resolveProject(loadText(text));
+  const instance = project.instances.find((i) => i.name === instanceName)!;
+  const service = project.services.find((s) => s.name === instance.service)!;
+  return renderSeed(project, service, instance, keys);
+}
+
+// cloud-init reads YAML 1.1; yaml's 1.1 parser reads what PyYAML would.
+const read11 = (text: string) => parse(text, { version: '1.1' }) as Record<string, unknown>;
+
+test('meta-data names the instance; network-config matches both NICs by MAC', () => {
+  const project = resolveProject(loadText(demo));
+  const web1 = project.instances.find((i) => i.name === 'web-1')!;
+  const seed = seedOf(demo, 'web-1');
+  assert.deepEqual(read11(seed['meta-data']), { 'instance-id': 'web-1', 'local-hostname': 'web-1' });
+  assert.deepEqual(read11(seed['network-config']), {
+    version: 2,
+    ethernets: {
+      uplink: { match: { macaddress: web1.userMac }, dhcp4: true },
+      private: { match: { macaddress: web1.mac }, dhcp4: false, addresses: ['10.10.0.4/24'] },
+    },
+  });
+});
+
+test('user-data: user with sudo and both keys, pinned host key, no password, user content in order', () => {
+  const seed = seedOf(demo, 'db-0');
+  assert.ok(seed['user-data'].startsWith('#cloud-config\n'));
+  const data = read11(seed['user-data']) as Record<string, never>;
+  assert.equal(data.hostname, 'db-0');
+  assert.equal(data.ssh_pwauth, false);
+  assert.deepEqual(data.users, [
+    {
+      name: 'pg',
+      groups: ['adm', 'sudo'],
+      shell: '/bin/bash',
+      sudo: 'ALL=(ALL) NOPASSWD:ALL',
+      lock_passwd: true,
+      ssh_authorized_keys: ['ssh-ed25519 AAAAuser me@laptop', keys.projectPublicKey],
+    },
+  ]);
+  assert.deepEqual(data.ssh_keys, {
+    ed25519_private: keys.hostKey.privateKey,
+    ed25519_public: keys.hostKey.publicKey,
+  });
+  assert.deepEqual(data.ssh_genkeytypes, []);
+  assert.equal(data.package_update, true);
+  assert.deepEqual(data.packages, ['postgresql']);
+  const files = data.write_files as { path: string; content: string; permissions: string }[];
+  assert.deepEqual(
+    files.map((f) => f.path),
+    ['/etc/hosts', '/etc/app.conf', '/etc/flag'],
+  );
+  // Strings that YAML 1.1 would turn into booleans, numbers or octal stay strings.
+  assert.equal(files[1]!.content, 'ssh_pwauth: no\nport: 22:22\n');
+  assert.equal(files[1]!.permissions, '0600');
+  assert.equal(files[2]!.content, 'on');
+  assert.deepEqual(data.bootcmd, ['echo early']);
+  assert.deepEqual(data.runcmd, ['echo one', ['echo', 'two']]);
+  assert.deepEqual(
+    Object.keys(data).filter((k) => ['packages', 'write_files', 'bootcmd', 'runcmd'].includes(k)),
+    ['packages', 'write_files', 'bootcmd', 'runcmd'],
+  );
+});
+
+test('/etc/hosts lists every instance, services by replica 0, IPs in numeric order', () => {
+  const hosts = (read11(seedOf(demo, 'web-0')['user-data']).write_files as { content: string }[])[0]!.content;
+  assert.equal(
+    hosts,
+    '127.0.0.1 localhost\n127.0.1.1 web-0\n::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n\n' +
+      '10.10.0.2 db db-0\n10.10.0.3 web web-0\n10.10.0.4 web-1\n',
+  );
+});
+
+test('catalog images default to their cloud user; mounts come first in bootcmd', () => {
+  const data = read11(seedOf(demo, 'web-0')['user-data']) as { users: { name: string }[]; bootcmd: string[] };
+  assert.equal(data.users[0]!.name, 'debian');
+  assert.equal(data.bootcmd.length, 2);
+  assert.match(data.bootcmd[0]!, /9p trans=virtio/);
+  assert.match(data.bootcmd[1]!, /mkfs\.ext4 -q -F -L data \/dev\/disk\/by-id\/virtio-vol-data/);
+});
+
+test('shell quoting survives quotes, spaces, $() and newlines in a real shell', () => {
+  for (const text of [
+    "it's",
+    'a b',
+    '$(touch /tmp/pwned)',
+    '`id`',
+    'line\nbreak',
+    '"; rm -rf / #',
+    '',
+    '-n',
+  ]) {
+    const out = execFileSync('sh', ['-c', `printf '%s' ${shellQuote(text)}`], { encoding: 'utf8' });
+    assert.equal(out, text);
+  }
+});
+
+test('a mount command with a hostile target stays one target in a real shell', () => {
+  const target = "/data/it's $(id) `x`";
+  const command = mountCommand({
+    type: 'volume',
+    source: 'data',
+    target,
+    readOnly: true,
+    device: 'vol-data',
+  });
+  // Run the command with the tools replaced by printers: every argument must arrive intact.
+  const script = `
+    udevadm() { :; }; mkdir() { printf 'mkdir[%s]\\n' "$2"; }
+    grep() { return 1; }; mountpoint() { return 1; }; mount() { printf 'mount[%s]\\n' "$1"; }
+    dir=$(mktemp -d) && cd "$dir"
+    ${command.replace(/\/etc\/fstab/g, './fstab')}
+    printf 'fstab[%s]\\n' "$(cat ./fstab)"; rm -r "$dir"`;
+  const out = execFileSync('bash', ['-c', script], { encoding: 'utf8' });
+  assert.equal(
+    out,
+    `mkdir[${target}]\nmount[${target}]\nfstab[/dev/disk/by-id/virtio-vol-data /data/it's\\040$(id)\\040\`x\` ext4 ro,nofail 0 2]\n`,
+  );
+});
