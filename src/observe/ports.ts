@@ -1,0 +1,53 @@
+import { createSocket } from 'node:dgram';
+import { createServer, isIPv6 } from 'node:net';
+
+// Host port probes: bind and let go. A port that is free now may be taken a moment later,
+// so callers treat a failed bind by QEMU as the final word; this probe is for early,
+// readable errors and for picking SSH forward ports.
+
+/** Whether `port` can be bound on `host` now. Errors other than "in use" (EACCES, EADDRNOTAVAIL) reject. */
+export async function isPortFree(
+  port: number,
+  host = '127.0.0.1',
+  protocol: 'tcp' | 'udp' = 'tcp',
+): Promise<boolean> {
+  try {
+    await (protocol === 'tcp' ? bindTcp(port, host) : bindUdp(port, host));
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') return false;
+    throw error;
+  }
+}
+
+/** A TCP port the kernel considers free on `host` right now. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return bindTcp(0, host);
+}
+
+/** Binds, closes, and returns the port bound. */
+function bindTcp(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen({ port, host, exclusive: true }, () => {
+      const address = server.address();
+      const bound = typeof address === 'object' && address ? address.port : port;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+function bindUdp(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+    socket.once('error', (error) => {
+      socket.close();
+      reject(error);
+    });
+    socket.bind({ port, address: host, exclusive: true }, () => {
+      const bound = socket.address().port;
+      socket.close(() => resolve(bound));
+    });
+  });
+}
