@@ -1,5 +1,10 @@
 import { stringify } from 'yaml';
-import type { ResolvedInstance, ResolvedMount, ResolvedProject, ResolvedService } from '../compose/resolve.js';
+import type {
+  ResolvedInstance,
+  ResolvedMount,
+  ResolvedProject,
+  ResolvedService,
+} from '../compose/resolve.js';
 import { shellQuote } from '../util/shell.js';
 
 // The NoCloud seed of one instance, rendered from the resolved project. Pure: keys come in
@@ -28,7 +33,8 @@ export function renderMetaData(instance: ResolvedInstance): string {
 /** /etc/hosts: every instance by name, and every service by the name of its replica 0. */
 export function renderHosts(project: ResolvedProject, instance: ResolvedInstance): string {
   const namesByIp = new Map<string, string[]>();
-  for (const [name, ip] of Object.entries(project.network.hosts)) namesByIp.set(ip, [...(namesByIp.get(ip) ?? []), name]);
+  for (const [name, ip] of Object.entries(project.network.hosts))
+    namesByIp.set(ip, [...(namesByIp.get(ip) ?? []), name]);
   const ipOrder = (ip: string) => Number(ip.split('.').pop());
   const lines = [...namesByIp]
     .sort(([a], [b]) => ipOrder(a) - ipOrder(b))
@@ -60,7 +66,9 @@ export function mountCommand(mount: ResolvedMount): string {
     const device = `/dev/disk/by-id/virtio-${mount.device}`;
     steps.push(`udevadm settle --exit-if-exists=${device} || true`);
     if (!mount.readOnly)
-      steps.push(`{ blkid ${device} >/dev/null || mkfs.ext4 -q -F -L ${shellQuote(mount.source.slice(0, 16))} ${device}; }`);
+      steps.push(
+        `{ blkid ${device} >/dev/null || mkfs.ext4 -q -F -L ${shellQuote(mount.source.slice(0, 16))} ${device}; }`,
+      );
     fstab = `${device} ${fstabTarget} ext4 ${options} 0 2`;
   } else {
     fstab = `${mount.device} ${fstabTarget} 9p trans=virtio,version=9p2000.L,msize=262144,${options} 0 0`;
@@ -96,12 +104,17 @@ export function renderUserData(
         ssh_authorized_keys: [...init.ssh_authorized_keys, keys.projectPublicKey],
       },
     ],
+    // With ssh_keys given, cloud-init generates no other host keys (and ssh_genkeytypes: [] fails its schema).
     ssh_deletekeys: true,
-    ssh_genkeytypes: [],
     ssh_keys: { ed25519_private: keys.hostKey.privateKey, ed25519_public: keys.hostKey.publicKey },
     ...(init.packages.length > 0 && { package_update: true, packages: init.packages }),
     write_files: [
-      { path: '/etc/hosts', content: renderHosts(project, instance), permissions: '0644', owner: 'root:root' },
+      {
+        path: '/etc/hosts',
+        content: renderHosts(project, instance),
+        permissions: '0644',
+        owner: 'root:root',
+      },
       ...init.write_files,
     ],
     // Mounts go first in bootcmd: every boot, idempotent, and before the user's commands need them.
