@@ -24,7 +24,8 @@ export interface SeedFiles {
   'network-config': string;
 }
 
-const yaml11 = (value: unknown) => stringify(value, { version: '1.1', lineWidth: 0 });
+/** YAML as cloud-init (PyYAML, YAML 1.1) reads it back. */
+export const yaml11 = (value: unknown) => stringify(value, { version: '1.1', lineWidth: 0 });
 
 export function renderMetaData(instance: ResolvedInstance): string {
   return yaml11({ 'instance-id': instance.name, 'local-hostname': instance.name });

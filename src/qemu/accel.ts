@@ -4,7 +4,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
-import type { Accelerator } from './argv.js';
+import { escapeOption, type Accelerator } from './argv.js';
 import { findUefiFirmware } from './firmware.js';
 
 // KVM is used where it really boots guests. /dev/kvm existing is not enough: on some nested
@@ -28,7 +28,7 @@ function bootFirmware(
     const child = spawn(
       qemu,
       ['-accel', 'kvm', '-cpu', cpu, '-machine', 'q35', '-m', '128', '-nodefaults', '-no-user-config', '-display', 'none',
-        '-drive', `if=pflash,format=raw,readonly=on,file=${firmware.replace(/,/g, ',,')}`, '-serial', 'stdio', '-no-reboot'],
+        '-drive', `if=pflash,format=raw,readonly=on,file=${escapeOption(firmware)}`, '-serial', 'stdio', '-no-reboot'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     ); // prettier-ignore
     let output = '';

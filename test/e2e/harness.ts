@@ -16,6 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
 import { isOurQemu, readPid } from '../../src/observe/process.js';
+import { escapeOption } from '../../src/qemu/argv.js';
 import { freePort } from '../../src/observe/ports.js';
 import { QmpClient } from '../../src/observe/qmp.js';
 
@@ -579,19 +580,18 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     throw new Error(`socket path too long for a unix socket: ${qmpSocket}`);
   await runOk(opts.qemu.img, ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', opts.image, overlay]);
   const sshPort = await freePort();
-  const esc = (path: string) => path.replace(/,/g, ',,');
   const args = [
     ...opts.accel.args,
     '-machine', 'q35', '-m', String(opts.memoryMiB ?? 512), '-smp', String(opts.vcpus ?? 1),
     '-nodefaults', '-no-user-config', '-display', 'none',
-    '-drive', `file=${esc(overlay)},format=qcow2,if=virtio`,
-    '-drive', `file=${esc(opts.seedIso)},format=raw,if=virtio,readonly=on`,
+    '-drive', `file=${escapeOption(overlay)},format=qcow2,if=virtio`,
+    '-drive', `file=${escapeOption(opts.seedIso)},format=raw,if=virtio,readonly=on`,
     '-netdev', `user,id=net0,hostfwd=tcp:127.0.0.1:${sshPort}-:22`,
     '-device', `virtio-net-pci,netdev=net0${opts.mac ? `,mac=${opts.mac}` : ''}`,
     '-device', 'virtio-rng-pci',
-    '-chardev', `socket,id=serial0,path=${esc(serialSocket)},server=on,wait=off,logfile=${esc(serialLog)}`,
+    '-chardev', `socket,id=serial0,path=${escapeOption(serialSocket)},server=on,wait=off,logfile=${escapeOption(serialLog)}`,
     '-serial', 'chardev:serial0',
-    '-qmp', `unix:${esc(qmpSocket)},server=on,wait=off`,
+    '-qmp', `unix:${escapeOption(qmpSocket)},server=on,wait=off`,
     '-pidfile', pidFile, '-daemonize',
     ...(opts.extraArgs ?? []),
   ]; // prettier-ignore

@@ -8,8 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { stringify } from 'yaml';
 import { buildSeedIso } from '../../src/cloudinit/iso.js';
+import { yaml11 } from '../../src/cloudinit/render.js';
 import { generateKeyPair } from '../../src/ssh/keys.js';
 import {
   BOOT_TIMEOUT_MS,
@@ -25,8 +25,6 @@ import {
   withGuestSlot,
   withNetns,
 } from './harness.js';
-
-const yaml11 = (value: unknown) => stringify(value, { version: '1.1', lineWidth: 0 });
 
 e2eTest(
   'smoke: boot the test image with a NoCloud seed, log in over SSH, power off over QMP',
