@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { registerComposeCommands } from './cli/compose.js';
+import { registerLifecycleCommands } from './cli/lifecycle.js';
 import type { GlobalOptions } from './cli/context.js';
 
 // Only commander is imported eagerly: every verb imports what it needs when it runs, so
@@ -22,15 +23,16 @@ const program = new Command('holos')
   )
   .option('--debug', 'print stack traces for errors')
   .addOption(
-    new Option('--log-level <level>', 'log level for the logs on stderr')
+    new Option('--log-level <level>', 'structured (pino JSON) logs at this level, to stderr or --log-file')
       .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-      .default('warn')
       .env('HOLOS_LOG_LEVEL'),
   )
+  .option('--log-file <path>', 'write the structured logs to this file (default level: info)')
   .showHelpAfterError('(run holos --help for usage)');
 
 const globals = () => program.opts<GlobalOptions>();
 registerComposeCommands(program, globals);
+registerLifecycleCommands(program, globals);
 
 try {
   await program.parseAsync();

@@ -8,6 +8,7 @@ export interface GlobalOptions {
   stateDir?: string;
   debug?: boolean;
   logLevel?: string;
+  logFile?: string;
 }
 
 /** `--state-dir`, else `$HOLOS_STATE_DIR`, else /var/lib/holos for root, else ~/.local/state/holos. */
@@ -16,4 +17,14 @@ export function stateDirOf(options: GlobalOptions): string {
   if (process.env.HOLOS_STATE_DIR) return process.env.HOLOS_STATE_DIR;
   if (process.getuid?.() === 0) return '/var/lib/holos';
   return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'holos');
+}
+
+/** pino, to --log-file or stderr; silent unless a level or a file is asked for. */
+export async function createLogger(options: GlobalOptions) {
+  const { pino } = await import('pino');
+  const level = options.logLevel ?? (options.logFile ? 'info' : 'silent');
+  const destination = options.logFile
+    ? pino.destination({ dest: options.logFile, sync: true, mkdir: true })
+    : pino.destination({ fd: 2, sync: true });
+  return pino({ level, base: { pid: process.pid } }, destination);
 }

@@ -16,6 +16,8 @@ export interface InstanceFiles {
   serialSocket: string;
   serialLog: string;
   qmpSocket: string;
+  /** A second QMP monitor, held open by `holos watch` for events, so `qmpSocket` stays free for queries. */
+  eventSocket: string;
   pidFile: string;
   /** UEFI only: this instance's copy of the OVMF variable store. */
   uefiVars: string;
@@ -73,6 +75,10 @@ function consoleArgs(files: InstanceFiles): string[] {
     option('socket', 'id=qmp', `path=${escapeOption(files.qmpSocket)}`, 'server=on', 'wait=off'),
     '-mon',
     'chardev=qmp,mode=control',
+    '-chardev',
+    option('socket', 'id=events', `path=${escapeOption(files.eventSocket)}`, 'server=on', 'wait=off'),
+    '-mon',
+    'chardev=events,mode=control',
   ];
 }
 

@@ -1,6 +1,7 @@
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { readIfPresent, writeAtomically } from '../util/fs.js';
 
 // Project keys are made in process (no ssh-keygen needed), in OpenSSH format so that
 // `ssh -i` and ssh2 both read them.
@@ -75,27 +76,10 @@ async function matchingPublicKey(
   return rebuilt;
 }
 
-async function readIfPresent(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
 /** Removes group and other bits that `mode` does not grant; never loosens. */
 async function tighten(path: string, mode: number): Promise<void> {
   const current = (await stat(path)).mode & 0o777;
   if ((current & ~mode) !== 0) await chmod(path, current & mode);
-}
-
-/** Write to a temp file with the final mode (whatever the umask), then rename over the target. */
-async function writeAtomically(path: string, content: string, mode: number): Promise<void> {
-  const temporary = `${path}.tmp-${process.pid}`;
-  await writeFile(temporary, content, { mode, flush: true });
-  await chmod(temporary, mode);
-  await rename(temporary, path);
 }
 
 const ensureNewline = (text: string) => (text.endsWith('\n') ? text : `${text}\n`);

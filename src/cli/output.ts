@@ -1,0 +1,117 @@
+import { stripVTControlCharacters, styleText } from 'node:util';
+import type { Plan } from '../reconcile/plan.js';
+import type { HolosEvent } from '../reconcile/events.js';
+import { stamp } from '../reconcile/events.js';
+import type { Action } from '../resources/types.js';
+import { formatDuration } from '../compose/units.js';
+
+// Human output: plans, progress lines and tables. --json output goes through `stamp`.
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+
+/** Columns padded to their widest cell, compose style: no borders. */
+export function table(rows: string[][]): string {
+  const width = (cell: string) => stripVTControlCharacters(cell).length;
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => width(r[i] ?? ''))));
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell + ' '.repeat(widths[i]! - width(cell))))
+        .join('   '),
+    )
+    .join('\n');
+}
+
+const sign: Record<Action['verb'], string> = {
+  generate: '+',
+  pull: '+',
+  create: '+',
+  write: '+',
+  recreate: '±',
+  restart: '~',
+  start: '>',
+  resume: '>',
+  record: '~',
+  stop: '■',
+  remove: '-',
+};
+
+function describePatch(action: Action): string[] {
+  return (action.patch ?? []).map((op) => {
+    const value = 'value' in op ? ` ${JSON.stringify(op.value)}` : '';
+    return `      ${op.op} ${op.path}${value}`;
+  });
+}
+
+export function formatPlan(plan: Plan): string {
+  if (plan.actions.length === 0) return `${plan.project}: nothing to do`;
+  const lines = [`${plan.project}: ${plan.actions.length} action${plan.actions.length === 1 ? '' : 's'}`];
+  for (const action of plan.actions) {
+    const subject = action.kind === 'instance' ? action.name : `${action.kind} ${action.name}`;
+    lines.push(`  ${sign[action.verb]} ${subject}: ${action.verb} (${action.reason})`);
+    lines.push(...describePatch(action));
+  }
+  return lines.join('\n');
+}
+
+const past: Record<Action['verb'], string> = {
+  generate: 'generated',
+  pull: 'pulled',
+  create: 'created',
+  write: 'written',
+  recreate: 'recreated',
+  restart: 'restarted',
+  start: 'started',
+  resume: 'resumed',
+  record: 'recorded',
+  stop: 'stopped',
+  remove: 'removed',
+};
+
+/** One line per event worth a person's attention; undefined for the rest. */
+export function formatEvent(event: HolosEvent): string | undefined {
+  switch (event.type) {
+    case 'plan':
+      return event.actions === 0
+        ? undefined
+        : `${event.project}: applying ${event.actions} action${event.actions === 1 ? '' : 's'}`;
+    case 'action': {
+      const { action } = event;
+      const subject = action.kind === 'instance' ? action.name : `${action.kind} ${action.name}`;
+      if (event.phase === 'start')
+        return action.kind === 'instance' ? `${subject}: ${action.verb} (${action.reason})` : undefined;
+      if (event.phase === 'failed')
+        return styleText('red', `${subject}: ${action.verb} failed: ${event.error}`);
+      return `${subject}: ${past[action.verb]} in ${seconds(event.duration_ms ?? 0)}`;
+    }
+    case 'step':
+      return `${event.instance}: ${event.message}`;
+    case 'health':
+      switch (event.phase) {
+        case 'waiting':
+          return `${event.instance}: waiting to be healthy`;
+        case 'healthy':
+          return `${event.instance}: healthy after ${seconds(event.duration_ms ?? 0)}`;
+        case 'unhealthy':
+          return styleText('red', `${event.instance}: unhealthy: ${event.output}`);
+        case 'bypassed':
+          return `${event.service}: healthcheck bypassed (HOLOS_HEALTH_BYPASS)`;
+        default:
+          return undefined;
+      }
+    case 'waiting':
+      return event.message;
+  }
+}
+
+/** The emitter for a verb: JSON lines on stdout, or human lines on stderr. */
+export function eventPrinter(json: boolean): (event: HolosEvent) => void {
+  if (json) return (event) => process.stdout.write(`${JSON.stringify(stamp(event))}\n`);
+  return (event) => {
+    const line = formatEvent(event);
+    if (line !== undefined) process.stderr.write(`${line}\n`);
+  };
+}
+
+export const uptime = (since: string | undefined) =>
+  since ? formatDuration(Math.floor((Date.now() - Date.parse(since)) / 1000) * 1000) : '';

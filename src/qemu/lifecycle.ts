@@ -1,0 +1,91 @@
+import { execa } from 'execa';
+import { UserError } from '../errors.js';
+import { isOurQemu, readPid } from '../observe/process.js';
+import { QmpClient } from '../observe/qmp.js';
+import { formatDuration } from '../compose/units.js';
+
+// Starting and stopping one QEMU process. QEMU runs with -daemonize, so it is not our child:
+// its exit is seen through /proc, and it outlives holos by design.
+
+const launchTimeoutMs = 60_000;
+const pollMs = 100;
+const termWaitMs = 5_000;
+
+/**
+ * Runs QEMU with -daemonize and returns the daemon's pid. QEMU exits non-zero before
+ * daemonizing when it cannot start (a port in use, a bad argument): that becomes an error
+ * naming the instance, with what QEMU said.
+ */
+export async function launch(
+  instance: string,
+  qemu: string,
+  args: readonly string[],
+  pidFile: string,
+  marker: string,
+): Promise<number> {
+  const result = await execa(qemu, args, { reject: false, timeout: launchTimeoutMs, stdin: 'ignore' });
+  if (result.failed) {
+    const said = `${result.stderr}`.trim().split('\n').filter(Boolean);
+    const why = said.length > 0 ? said.join('; ') : (result.shortMessage ?? `exit status ${result.exitCode}`);
+    throw new UserError(`${instance}: QEMU did not start: ${why}`);
+  }
+  const pid = await readPid(pidFile);
+  if (pid === undefined || !(await isOurQemu(pid, marker)))
+    throw new UserError(`${instance}: QEMU started but exited at once; see its serial log`);
+  return pid;
+}
+
+/** Resolves true once the process is gone, false if it still runs after `ms`. */
+export async function waitForExit(pid: number, marker: string, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (!(await isOurQemu(pid, marker))) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}
+
+export type StopOutcome = 'not-running' | 'powered-down' | 'terminated' | 'killed';
+
+export interface StopRequest {
+  pid: number;
+  /** Something unique to this instance in QEMU's command line (its QMP socket path). */
+  marker: string;
+  qmpSocket: string;
+  graceMs: number;
+  /** Told each step, for the log and the events. */
+  step: (message: string) => void;
+}
+
+/** ACPI power button, then up to the grace period, then SIGTERM, then SIGKILL. */
+export async function stopGracefully(request: StopRequest): Promise<StopOutcome> {
+  const { pid, marker, graceMs, step } = request;
+  if (!(await isOurQemu(pid, marker))) return 'not-running';
+  try {
+    const qmp = await QmpClient.connect(request.qmpSocket, { timeoutMs: 2_000 });
+    try {
+      await qmp.execute('system_powerdown');
+    } finally {
+      qmp.close();
+    }
+    step(`ACPI shutdown requested; waiting up to ${formatDuration(graceMs)}`);
+  } catch (error) {
+    step(`QMP did not take the shutdown request (${(error as Error).message})`);
+  }
+  if (await waitForExit(pid, marker, graceMs)) return 'powered-down';
+  step(`still running after ${formatDuration(graceMs)}; sending SIGTERM`);
+  signal(pid, 'SIGTERM');
+  if (await waitForExit(pid, marker, termWaitMs)) return 'terminated';
+  step(`still running ${formatDuration(termWaitMs)} after SIGTERM; sending SIGKILL`);
+  signal(pid, 'SIGKILL');
+  await waitForExit(pid, marker, termWaitMs);
+  return 'killed';
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}

@@ -1,0 +1,77 @@
+import { loadCompose } from '../compose/load.js';
+import { resolveProject, type ResolvedProject } from '../compose/resolve.js';
+import type { Accelerator } from '../qemu/argv.js';
+import { chooseAccelerator } from '../qemu/accel.js';
+import { qemuBinaries } from '../qemu/binaries.js';
+import { projectLayout, type ProjectLayout } from '../resources/layout.js';
+import { applyInstances, applyPreparation } from './apply.js';
+import { desiredState, type Desired } from './desired.js';
+import type { Emit } from './events.js';
+import { observeKeys, observeState, type Observed } from './observe.js';
+import { isPreparation, plan, type Plan, type Targets } from './plan.js';
+import { readProjectRecord, writeProjectRecord } from './project.js';
+
+// The pipeline of DESIGN.md §1 for one project: load → resolve → observe → plan → apply.
+
+export interface Session {
+  project: ResolvedProject;
+  layout: ProjectLayout;
+}
+
+/** Loads and resolves the compose file, keeping the addresses handed out before. */
+export async function openProject(
+  stateDir: string,
+  options: { cwd: string; file?: string; projectName?: string },
+): Promise<Session> {
+  const loaded = loadCompose(options);
+  const layout = projectLayout(stateDir, loaded.project);
+  const previous = await readProjectRecord(layout);
+  return { project: resolveProject(loaded, previous?.allocation), layout };
+}
+
+export interface Planned {
+  desired: Desired;
+  observed: Observed;
+  plan: Plan;
+}
+
+export async function planSession(session: Session, targets: Targets): Promise<Planned> {
+  const keys = await observeKeys(session.project, session.layout);
+  const desired = desiredState(session.project, session.layout, keys);
+  const observed = await observeState(desired);
+  return { desired, observed, plan: plan(desired, observed, targets) };
+}
+
+export interface ConvergeOptions {
+  emit: Emit;
+  warn: (message: string) => void;
+  signal?: AbortSignal;
+  healthBypass?: boolean;
+}
+
+/** Plans and applies until the plan is carried out; returns the plan that was applied. */
+export async function converge(session: Session, targets: Targets, opts: ConvergeOptions): Promise<Plan> {
+  const qemu = qemuBinaries();
+  let accel: Promise<Accelerator> | undefined;
+  const context = (planned: Planned) => ({
+    desired: planned.desired,
+    observed: planned.observed,
+    qemu,
+    accel: () => (accel ??= chooseAccelerator(qemu.system, session.layout.stateDir, opts.warn)),
+    emit: opts.emit,
+    signal: opts.signal,
+    healthBypass: opts.healthBypass,
+  });
+  let planned = await planSession(session, targets);
+  const first = planned.plan;
+  opts.emit({ type: 'plan', project: first.project, actions: first.actions.length });
+  if (first.actions.length === 0) return first;
+  if (session.project.file) await writeProjectRecord(session.layout, session.project);
+  if (first.actions.some(isPreparation)) {
+    await applyPreparation(first.actions, context(planned));
+    // Keys made, volumes created: plan again so seeds render with the real keys.
+    planned = await planSession(session, targets);
+  }
+  await applyInstances(planned.plan, context(planned));
+  return first;
+}

@@ -1,0 +1,34 @@
+import type { Action } from '../resources/types.js';
+
+// Every action emits events; the human renderer and --json both read them (DESIGN.md §5).
+// The JSON form is a contract: fields may be added, never renamed or removed.
+
+export type HolosEvent =
+  | { type: 'plan'; project: string; actions: number }
+  | {
+      type: 'action';
+      phase: 'start' | 'done' | 'failed';
+      action: Action;
+      duration_ms?: number;
+      error?: string;
+    }
+  | { type: 'step'; instance: string; message: string }
+  | {
+      type: 'health';
+      phase: 'waiting' | 'probe-failed' | 'healthy' | 'unhealthy' | 'bypassed';
+      service: string;
+      instance?: string;
+      output?: string;
+      duration_ms?: number;
+    }
+  | { type: 'waiting'; message: string };
+
+export type Stamped = HolosEvent & { schema_version: 1; time: string };
+
+export type Emit = (event: HolosEvent) => void;
+
+export const stamp = (event: HolosEvent): Stamped => ({
+  schema_version: 1,
+  time: new Date().toISOString(),
+  ...event,
+});

@@ -1,0 +1,74 @@
+import * as instance from '../resources/instance.js';
+import * as keypair from '../resources/keypair.js';
+import type { ProjectLayout } from '../resources/layout.js';
+import { probe } from '../ssh/health.js';
+import { instancesOnDisk } from './observe.js';
+
+// What `ps` shows: every instance on disk, observed now. Read from the state dir alone, so it
+// works without the compose file. `--format json` is a versioned contract.
+
+export interface PortStatus {
+  host_ip: string;
+  host_port: number;
+  guest_port: number;
+  protocol: 'tcp' | 'udp';
+}
+
+export interface InstanceStatus {
+  project: string;
+  service: string;
+  instance: string;
+  /** running, paused, stopped, exited (QEMU gone without holos stopping it), shutdown, … */
+  state: string;
+  /** healthy, unhealthy, or empty without a healthcheck or when not running. */
+  health: string;
+  pid: number | null;
+  ip: string | null;
+  ssh_port: number | null;
+  ports: PortStatus[];
+  started_at: string | null;
+}
+
+export async function projectStatus(layout: ProjectLayout): Promise<InstanceStatus[]> {
+  const key = await keypair.read(keypair.desired(layout));
+  const names = (await instancesOnDisk(layout)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  return Promise.all(
+    names.map(async (name): Promise<InstanceStatus> => {
+      const seen = await instance.observe(layout.instance(name));
+      const applied = seen.applied;
+      const state = instance.stateOf(seen);
+      const running = seen.pid !== undefined && state === 'running';
+      const ports = Object.values(applied?.spec.ports ?? {}).map((p, i) => ({
+        host_ip: p.hostIp,
+        host_port: applied!.hostPorts[i] ?? p.host,
+        guest_port: p.guest,
+        protocol: p.protocol,
+      }));
+      let health = '';
+      const check = applied?.spec.healthcheck;
+      if (running && check && key) {
+        const target = {
+          port: applied.sshPort,
+          username: applied.spec.user,
+          privateKey: key.privateKey,
+          hostPublicKey: applied.hostPublicKey,
+        };
+        health = (await probe(target, check).catch(() => ({ healthy: false }))).healthy
+          ? 'healthy'
+          : 'unhealthy';
+      }
+      return {
+        project: layout.project,
+        service: applied?.spec.service ?? name.replace(/-\d+$/, ''),
+        instance: name,
+        state,
+        health,
+        pid: seen.pid ?? null,
+        ip: applied?.spec.network.ip ?? null,
+        ssh_port: seen.pid !== undefined ? (applied?.sshPort ?? null) : null,
+        ports,
+        started_at: seen.pid !== undefined ? (applied?.startedAt ?? null) : null,
+      };
+    }),
+  );
+}

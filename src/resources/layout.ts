@@ -1,0 +1,72 @@
+import { join } from 'node:path';
+import { UserError } from '../errors.js';
+import type { InstanceFiles } from '../qemu/argv.js';
+
+// Where everything of a project lives under the state dir (DESIGN.md §7). Pure: paths only.
+
+export interface InstanceLayout extends Omit<InstanceFiles, 'seed'> {
+  dir: string;
+  /** The resolved spec the instance was started with (see instance.ts). */
+  applied: string;
+  /** The guest's SSH host key pair, made by holos so the key can be pinned. */
+  hostKey: string;
+  /** The seed ISO for content with this hash. */
+  seed: (hash: string) => string;
+}
+
+export interface ProjectLayout {
+  stateDir: string;
+  project: string;
+  /** `instances/<project>`: one directory per instance, plus the project record and lock. */
+  dir: string;
+  record: string;
+  lock: string;
+  sshDir: string;
+  volumesDir: string;
+  volume: (name: string) => string;
+  instance: (name: string) => InstanceLayout;
+}
+
+/** Linux caps a unix socket path at 108 bytes including the terminating NUL. */
+const maxSocketPath = 107;
+
+export function projectLayout(stateDir: string, project: string): ProjectLayout {
+  const dir = join(stateDir, 'instances', project);
+  const volumesDir = join(stateDir, 'volumes', project);
+  return {
+    stateDir,
+    project,
+    dir,
+    record: join(dir, 'project.json'),
+    lock: join(dir, 'lock'),
+    sshDir: join(stateDir, 'ssh', project),
+    volumesDir,
+    volume: (name) => join(volumesDir, `${name}.qcow2`),
+    instance: (name) => instanceLayout(join(dir, name)),
+  };
+}
+
+function instanceLayout(dir: string): InstanceLayout {
+  return {
+    dir,
+    overlay: join(dir, 'disk.qcow2'),
+    serialSocket: join(dir, 'serial.sock'),
+    serialLog: join(dir, 'serial.log'),
+    qmpSocket: join(dir, 'qmp.sock'),
+    eventSocket: join(dir, 'events.sock'),
+    pidFile: join(dir, 'qemu.pid'),
+    uefiVars: join(dir, 'uefi-vars.fd'),
+    applied: join(dir, 'applied.json'),
+    hostKey: join(dir, 'hostkey'),
+    seed: (hash) => join(dir, `seed-${hash.slice(0, 8)}.iso`),
+  };
+}
+
+/** Fails early, naming the path, when a socket would not fit (a deep --state-dir). */
+export function checkSocketPaths(layout: InstanceLayout): void {
+  for (const path of [layout.qmpSocket, layout.eventSocket, layout.serialSocket])
+    if (Buffer.byteLength(path) > maxSocketPath)
+      throw new UserError(
+        `${path}: ${Buffer.byteLength(path)} bytes is too long for a unix socket (max ${maxSocketPath}); use a shorter --state-dir or HOLOS_STATE_DIR`,
+      );
+}
