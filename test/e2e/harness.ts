@@ -11,6 +11,7 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -664,6 +665,8 @@ export async function waitForSshBanner(port: number, timeoutMs = BOOT_TIMEOUT_MS
 
 export interface SshOptions {
   port: number;
+  /** An open stream to the guest's sshd instead of 127.0.0.1:port (see netnsConnect). */
+  sock?: Duplex;
   username: string;
   privateKey: string;
   /** The host key the guest must present (an authorized_keys-style line); any key if omitted. */
@@ -696,6 +699,7 @@ export function sshConnect(opts: SshOptions): Promise<SshClient> {
     client.connect({
       host: '127.0.0.1',
       port: opts.port,
+      ...(opts.sock && { sock: opts.sock }),
       username: opts.username,
       privateKey: opts.privateKey,
       readyTimeout: opts.timeoutMs ?? 30_000,
@@ -812,4 +816,40 @@ export async function withNetns<T>(name: string, fn: (ns: Netns) => Promise<T>):
     await run('ip', ['netns', 'delete', name]);
     namespaces.delete(name);
   }
+}
+
+/** The built CLI run inside a network namespace (QEMU it starts lives there too). */
+export function runHolosIn(
+  ns: Netns,
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return ns.exec(process.execPath, [join(repoRoot, 'dist', 'cli.js'), ...args], opts);
+}
+
+const pipeToPort = `const s = require('net').connect(Number(process.argv[1]), '127.0.0.1');
+process.stdin.pipe(s); s.pipe(process.stdout);
+s.on('error', (e) => { console.error(e.message); process.exit(1); });
+s.on('close', () => process.exit(0));`;
+
+/**
+ * A TCP connection to 127.0.0.1:`port` inside the namespace, as a stream: a small node
+ * process inside the namespace pipes it. Give it to ssh2 as `sock`, or write HTTP to it.
+ */
+export function netnsConnect(ns: Netns, port: number): Duplex {
+  const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e', pipeToPort, String(port)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const stream = Duplex.from({ readable: child.stdout, writable: child.stdin });
+  stream.on('close', () => child.kill());
+  return stream;
+}
+
+/** An HTTP GET to 127.0.0.1:`port` inside the namespace; resolves with the whole response. */
+export async function netnsHttpGet(ns: Netns, port: number, path = '/'): Promise<string> {
+  const stream = netnsConnect(ns, port);
+  stream.end(`GET ${path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n`);
+  let response = '';
+  for await (const chunk of stream) response += (chunk as Buffer).toString('utf8');
+  return response;
 }
