@@ -36,7 +36,7 @@ async function mutate(
   options: MutateOptions,
   named: string[],
   targetsFor: TargetsFor,
-  showStatus = false,
+  extra: { showStatus?: boolean; stopped?: boolean } = {},
 ): Promise<void> {
   const { stateDirOf, createLogger } = await import('./context.js');
   const { openProject, planSession, converge } = await import('../reconcile/converge.js');
@@ -84,11 +84,12 @@ async function mutate(
       warn,
       signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
       healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
+      ...(extra.stopped !== undefined && { record: { services, stopped: extra.stopped } }),
     });
   } finally {
     await lock.release();
   }
-  if (showStatus && !options.json) await printStatus(session.layout);
+  if (extra.showStatus && !options.json) await printStatus(session.layout);
 }
 
 async function printStatus(layout: import('../resources/layout.js').ProjectLayout): Promise<void> {
@@ -158,7 +159,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
           services: Object.fromEntries(services.map((s) => [s, 'running'])),
           strays: 'absent',
         }),
-        true,
+        { showStatus: true, stopped: false },
       );
     });
   }
@@ -169,10 +170,16 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
       .argument('[service...]', 'services to start (default: all)')
       .description('start stopped VMs of existing instances; others are left alone'),
   ).action(async (named: string[], options: MutateOptions) => {
-    await mutate(globals(), options, named, (services) => ({
-      services: Object.fromEntries(services.map((s) => [s, 'running'])),
-      existingOnly: true,
-    }));
+    await mutate(
+      globals(),
+      options,
+      named,
+      (services) => ({
+        services: Object.fromEntries(services.map((s) => [s, 'running'])),
+        existingOnly: true,
+      }),
+      { stopped: false },
+    );
   });
 
   mutating(
@@ -181,10 +188,16 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
       .argument('[service...]', 'services to stop (default: all)')
       .description('stop VMs gracefully (ACPI, then SIGTERM after stop_grace_period); disks are kept'),
   ).action(async (named: string[], options: MutateOptions) => {
-    await mutate(globals(), options, named, (services) => ({
-      services: Object.fromEntries(services.map((s) => [s, 'stopped'])),
-      ...(named.length === 0 && { strays: 'stopped' as const }),
-    }));
+    await mutate(
+      globals(),
+      options,
+      named,
+      (services) => ({
+        services: Object.fromEntries(services.map((s) => [s, 'stopped'])),
+        ...(named.length === 0 && { strays: 'stopped' as const }),
+      }),
+      { stopped: true },
+    );
   });
 
   mutating(
@@ -219,6 +232,18 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
       });
       console.log(options.json ? JSON.stringify(plan) : formatPlan(plan));
       if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
+    });
+
+  program
+    .command('watch')
+    .argument('[service...]', 'services to keep converged (default: the whole project)')
+    .description(
+      'converge, then keep converging when the file changes or a VM stops; Ctrl-C leaves the VMs running',
+    )
+    .option('--resync <duration>', 'also converge this often, whatever happens', '30s')
+    .option('--json', 'print events as JSON, one object per line')
+    .action(async (named: string[], options: { resync: string; json?: boolean }) => {
+      await watchVerb(globals(), named, options);
     });
 
   program
@@ -311,4 +336,49 @@ async function ps(g: GlobalOptions, options: { all?: boolean; format: string }):
   if (options.format === 'json') console.log(JSON.stringify({ schema_version: 1, instances: rows }));
   else
     console.log(statusTable(rows, projects.length > 1 || options.all === true, await import('./output.js')));
+}
+
+async function watchVerb(
+  g: GlobalOptions,
+  named: string[],
+  options: { resync: string; json?: boolean },
+): Promise<void> {
+  const { stateDirOf, createLogger } = await import('./context.js');
+  const { openProject } = await import('../reconcile/converge.js');
+  const { watch } = await import('../reconcile/watch.js');
+  const { stamp } = await import('../reconcile/events.js');
+  const { eventPrinter } = await import('./output.js');
+  const stateDir = stateDirOf(g);
+  const where = { cwd: process.cwd(), file: g.file, projectName: g.projectName };
+  const { project } = await openProject(stateDir, where);
+  await chooseServices(
+    project.services.map((s) => s.name),
+    named,
+  );
+  const resyncMs = (await durationOption(options.resync, '--resync'))!;
+  const logger = await createLogger(g);
+  const print = eventPrinter(options.json ?? false);
+  const controller = new AbortController();
+  const stop = () => {
+    if (!options.json) console.error('watch: stopping after the action in flight; the VMs keep running');
+    controller.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await watch({
+    stateDir,
+    ...where,
+    services: named,
+    resyncMs,
+    signal: controller.signal,
+    healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
+    emit: (event) => {
+      logger.info(stamp(event), event.type);
+      print(event);
+    },
+    warn: (message) => {
+      logger.warn(message);
+      if (!options.json) console.error(`holos: warning: ${message}`);
+    },
+  });
 }

@@ -101,6 +101,17 @@ export function formatEvent(event: HolosEvent): string | undefined {
       }
     case 'waiting':
       return event.message;
+    case 'trigger':
+      return `watch: ${event.reason}`;
+    case 'invalid':
+      return styleText(
+        'red',
+        `watch: the file is not valid; keeping the last good state:\n${event.problems.join('\n')}`,
+      );
+    case 'backoff':
+      return `${event.instance}: held back after repeated failures; next try in ${seconds(event.delay_ms)}`;
+    case 'error':
+      return styleText('red', `watch: ${event.message}`);
   }
 }
 

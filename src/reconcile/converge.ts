@@ -47,6 +47,10 @@ export interface ConvergeOptions {
   warn: (message: string) => void;
   signal?: AbortSignal;
   healthBypass?: boolean;
+  /** Services the user stopped or started by name, for the project record (see watch). */
+  record?: { services: string[]; stopped: boolean };
+  /** Instances to leave alone this time (watch's per-instance backoff). */
+  defer?: (instance: string) => boolean;
 }
 
 /** Plans and applies until the plan is carried out; returns the plan that was applied. */
@@ -62,16 +66,18 @@ export async function converge(session: Session, targets: Targets, opts: Converg
     signal: opts.signal,
     healthBypass: opts.healthBypass,
   });
+  const held = (p: Plan): Plan =>
+    opts.defer ? { ...p, actions: p.actions.filter((a) => !(a.instance && opts.defer!(a.instance))) } : p;
   let planned = await planSession(session, targets);
-  const first = planned.plan;
+  const first = held(planned.plan);
+  if (session.project.file) await writeProjectRecord(session.layout, session.project, opts.record);
   opts.emit({ type: 'plan', project: first.project, actions: first.actions.length });
   if (first.actions.length === 0) return first;
-  if (session.project.file) await writeProjectRecord(session.layout, session.project);
   if (first.actions.some(isPreparation)) {
     await applyPreparation(first.actions, context(planned));
     // Keys made, volumes created: plan again so seeds render with the real keys.
     planned = await planSession(session, targets);
   }
-  await applyInstances(planned.plan, context(planned));
+  await applyInstances(held(planned.plan), context(planned));
   return first;
 }

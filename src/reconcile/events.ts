@@ -21,7 +21,12 @@ export type HolosEvent =
       output?: string;
       duration_ms?: number;
     }
-  | { type: 'waiting'; message: string };
+  | { type: 'waiting'; message: string }
+  /** watch: why a pass starts, a file that does not validate, an instance held back, a failed pass. */
+  | { type: 'trigger'; reason: string }
+  | { type: 'invalid'; problems: string[] }
+  | { type: 'backoff'; instance: string; delay_ms: number }
+  | { type: 'error'; message: string };
 
 export type Stamped = HolosEvent & { schema_version: 1; time: string };
 

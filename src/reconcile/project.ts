@@ -12,18 +12,34 @@ export interface ProjectRecord {
   name: string;
   file: string;
   allocation: Allocation;
+  /** Services a user stopped (`holos stop`): `watch` leaves them stopped until `start` or `up`. */
+  stopped?: string[];
 }
 
 export const readProjectRecord = (layout: ProjectLayout) => readJson<ProjectRecord>(layout.record);
 
-export async function writeProjectRecord(layout: ProjectLayout, project: ResolvedProject): Promise<void> {
-  await mkdir(layout.dir, { recursive: true, mode: 0o700 });
+/**
+ * Records the project's file and allocation; `stopped` lists services to add to (true) or
+ * drop from (false) the user-stopped set.
+ */
+export async function writeProjectRecord(
+  layout: ProjectLayout,
+  project: ResolvedProject,
+  stopped?: { services: string[]; stopped: boolean },
+): Promise<void> {
   await mkdir(layout.stateDir, { recursive: true, mode: 0o700 });
+  await mkdir(layout.dir, { recursive: true, mode: 0o700 });
+  const kept = new Set((await readProjectRecord(layout))?.stopped ?? []);
+  for (const service of stopped?.services ?? []) {
+    if (stopped!.stopped) kept.add(service);
+    else kept.delete(service);
+  }
   const record: ProjectRecord = {
     schema_version: 1,
     name: project.name,
     file: project.file,
     allocation: project.allocation,
+    stopped: [...kept].sort(),
   };
   await writeAtomically(layout.record, `${JSON.stringify(record, null, 2)}\n`);
 }
