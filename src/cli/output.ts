@@ -103,6 +103,8 @@ export function formatEvent(event: HolosEvent): string | undefined {
       return event.message;
     case 'trigger':
       return `watch: ${event.reason}`;
+    case 'watching':
+      return undefined;
     case 'invalid':
       return styleText(
         'red',

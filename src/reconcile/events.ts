@@ -24,6 +24,8 @@ export type HolosEvent =
   | { type: 'waiting'; message: string }
   /** watch: why a pass starts, a file that does not validate, an instance held back, a failed pass. */
   | { type: 'trigger'; reason: string }
+  /** watch: these instances' QMP event sockets are now followed. */
+  | { type: 'watching'; instances: string[] }
   | { type: 'invalid'; problems: string[] }
   | { type: 'backoff'; instance: string; delay_ms: number }
   | { type: 'error'; message: string };

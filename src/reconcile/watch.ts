@@ -103,7 +103,8 @@ class VmWatchers {
   }
 
   /** Connects to every running instance not yet watched; forgets the ones that are gone. */
-  async sync(layout: ProjectLayout): Promise<void> {
+  async sync(layout: ProjectLayout): Promise<string[]> {
+    const added: string[] = [];
     for (const name of await instancesOnDisk(layout)) {
       if (this.#clients.get(name)?.closed === false) continue;
       const files = layout.instance(name);
@@ -112,6 +113,7 @@ class VmWatchers {
       const client = await QmpClient.connect(files.eventSocket, { timeoutMs: 2_000 }).catch(() => undefined);
       if (!client) continue;
       this.#clients.set(name, client);
+      added.push(name);
       client.on('event', (event: { event: string }) => {
         if (['SHUTDOWN', 'STOP', 'GUEST_PANICKED'].includes(event.event))
           this.#kick(`${name}: ${event.event}`);
@@ -122,6 +124,7 @@ class VmWatchers {
         this.#kick(`${name}: QEMU exited`);
       });
     }
+    return added;
   }
 
   close(): void {
@@ -216,7 +219,10 @@ export async function watch(opts: WatchOptions): Promise<void> {
       if (opts.signal.aborted) return;
       emit({ type: 'error', message: (error as Error).message });
     } finally {
-      if (lastGood && !opts.signal.aborted) await vms.sync(lastGood.layout).catch(() => undefined);
+      if (lastGood && !opts.signal.aborted) {
+        const added = await vms.sync(lastGood.layout).catch(() => []);
+        if (added.length > 0) emit({ type: 'watching', instances: added });
+      }
       const wake = backoff.nextWakeMs();
       clearTimeout(wakeTimer);
       if (wake !== undefined) wakeTimer = setTimeout(() => kick('backoff over'), wake);

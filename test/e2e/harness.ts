@@ -684,6 +684,8 @@ export function publicKeyBlob(publicKeyLine: string): Buffer {
 /** Connects once; rejects on any error, including a host key that is not the pinned one. */
 export function sshConnect(opts: SshOptions): Promise<SshClient> {
   const pinned = opts.hostPublicKey === undefined ? undefined : publicKeyBlob(opts.hostPublicKey);
+  // Read once: a getter may hand out a fresh stream per connection attempt.
+  const sock = opts.sock;
   return new Promise((resolve, reject) => {
     const client = new Client();
     let hostKeyMismatch: Buffer | undefined;
@@ -699,7 +701,7 @@ export function sshConnect(opts: SshOptions): Promise<SshClient> {
     client.connect({
       host: '127.0.0.1',
       port: opts.port,
-      ...(opts.sock && { sock: opts.sock }),
+      ...(sock && { sock }),
       username: opts.username,
       privateKey: opts.privateKey,
       readyTimeout: opts.timeoutMs ?? 30_000,
@@ -838,7 +840,7 @@ s.on('close', () => process.exit(0));`;
  */
 export function netnsConnect(ns: Netns, port: number): Duplex {
   const child = spawn('ip', ['netns', 'exec', ns.name, process.execPath, '-e', pipeToPort, String(port)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'ignore'], // connection resets while sshd starts are expected
   });
   const stream = Duplex.from({ readable: child.stdout, writable: child.stdin });
   stream.on('close', () => child.kill());
@@ -852,4 +854,78 @@ export async function netnsHttpGet(ns: Netns, port: number, path = '/'): Promise
   let response = '';
   for await (const chunk of stream) response += (chunk as Buffer).toString('utf8');
   return response;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guests that holos started inside a namespace
+
+export type { SshClient };
+
+/** What a TCP server on 127.0.0.1:`port` inside the namespace says first (a line), or ''. */
+export async function netnsReadBanner(ns: Netns, port: number, timeoutMs = 5_000): Promise<string> {
+  const stream = netnsConnect(ns, port);
+  let data = '';
+  try {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      stream.on('data', (chunk: Buffer) => {
+        data += chunk.toString('latin1');
+        if (data.includes('\n')) done();
+      });
+      stream.on('error', done);
+      stream.on('end', done);
+      stream.on('close', done);
+    });
+  } finally {
+    stream.destroy();
+  }
+  return data;
+}
+
+/**
+ * Resolves with sshd's banner once one answers on 127.0.0.1:`port` inside the namespace;
+ * rejects after `timeoutMs` or once `signal` aborts.
+ */
+export async function netnsWaitForSshBanner(
+  ns: Netns,
+  port: number,
+  timeoutMs = BOOT_TIMEOUT_MS,
+  signal?: AbortSignal,
+): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    signal?.throwIfAborted();
+    const banner = await netnsReadBanner(ns, port);
+    if (banner.startsWith('SSH-')) return banner.trim();
+    if (Date.now() > deadline)
+      throw new Error(`no SSH banner on 127.0.0.1:${port} in ${ns.name} within ${timeoutMs / 1000}s`);
+    await sleep(1_000);
+  }
+}
+
+/**
+ * sshConnect to 127.0.0.1:`opts.port` inside the namespace, with a fresh stream per attempt,
+ * retrying while the guest is still coming up; a host key mismatch fails at once.
+ */
+export async function netnsSshConnectRetry(
+  ns: Netns,
+  opts: Omit<SshOptions, 'sock'>,
+  timeoutMs = BOOT_TIMEOUT_MS,
+): Promise<SshClient> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const sock = netnsConnect(ns, opts.port);
+    try {
+      return await sshConnect({ ...opts, sock });
+    } catch (error) {
+      sock.destroy();
+      if (error instanceof Error && error.message.startsWith('host key mismatch')) throw error;
+      if (Date.now() > deadline) throw error;
+      await sleep(2_000);
+    }
+  }
 }
