@@ -1,6 +1,7 @@
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { link, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
+import { readIfPresent } from '../util/fs.js';
 
 // One apply per project at a time. The lock is a file created exclusively, holding the pid of
 // its holder; a lock whose holder is gone (holos was killed) is taken over.
@@ -29,20 +30,29 @@ const alive = (pid: number) => {
   }
 };
 
-async function holder(path: string): Promise<number | undefined> {
-  const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+/** The holder's pid; undefined for a file without one; 'released' once the file is gone. */
+async function holder(path: string): Promise<number | 'released' | undefined> {
+  const text = await readIfPresent(path);
+  if (text === undefined) return 'released';
+  const pid = Number(text.trim());
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
 }
 
+/**
+ * The lock file appears with the pid already in it (written aside, then hard-linked into
+ * place, which fails if it exists): a waiter never reads an empty file and takes it for stale.
+ */
 async function tryCreate(path: string): Promise<boolean> {
+  const mine = `${path}.${process.pid}`;
+  await writeFile(mine, `${process.pid}\n`, { mode: 0o600 });
   try {
-    const handle = await open(path, 'wx', 0o600);
-    await handle.writeFile(`${process.pid}\n`);
-    await handle.close();
+    await link(mine, path);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  } finally {
+    await rm(mine, { force: true });
   }
 }
 
@@ -53,8 +63,11 @@ export async function acquireLock(path: string, project: string, opts: LockOptio
   for (;;) {
     if (await tryCreate(path)) return { release: () => rm(path, { force: true }) };
     const pid = await holder(path);
+    // Released between our attempt and the read: try again, and never remove what a third
+    // process may have created in the meantime.
+    if (pid === 'released') continue;
     if (pid === undefined || pid === process.pid || !alive(pid)) {
-      // A holder that died (or a file torn mid-write): the lock is stale.
+      // A holder that died (or a file torn by a crash of an older holos): the lock is stale.
       await rm(path, { force: true });
       continue;
     }

@@ -30,11 +30,23 @@ export const isPreparation = (a: Action) => a.kind === 'keypair' || a.kind === '
 
 const rebuilds = new Set(['create', 'recreate']);
 
+/**
+ * Down with no process and no record: an `up` that failed before QEMU started still left the
+ * instance's directory (host key, disk, seed), which must go too, or the project never does.
+ */
+function leftBehind(d: Desired['instances'][number], observed: Observed, target: Target): Action | undefined {
+  const name = d.resolved.name;
+  const onDisk =
+    observed.overlays[name]?.exists || observed.seeds[name]?.exists || observed.hostKeys[name]?.publicKey;
+  if (target !== 'absent' || !onDisk) return undefined;
+  return { kind: 'instance', name, instance: name, service: d.service.name, verb: 'remove', reason: 'down' };
+}
+
 function planInstance(d: Desired['instances'][number], observed: Observed, target: Target): Action[] {
   const name = d.resolved.name;
   const seen = observed.instances[name] ?? {};
   const disk = overlay.diff(d.overlay, observed.overlays[name] ?? { exists: false }, target);
-  const main = instance.diff(d.spec, seen, target, disk);
+  const main = instance.diff(d.spec, seen, target, disk) ?? leftBehind(d, observed, target);
   const keys = keypair
     .diff(d.hostKey, observed.hostKeys[name] ?? {}, target)
     .map((a) => ({ ...a, instance: name, service: d.service.name }));

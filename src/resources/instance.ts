@@ -167,9 +167,9 @@ export function change(applied: InstanceSpec, wanted: InstanceSpec): Change {
     const [top, second] = op.path.split('/').slice(1);
     const cls = classOfField[top as keyof InstanceSpec] ?? 'recreate';
     if (classRank.indexOf(cls) > classRank.indexOf(worst)) worst = cls;
-    fields.add(
-      second && top !== 'ports' && top !== 'mounts' && top !== 'devices' ? `${top}.${second}` : top!,
-    );
+    // Keyed collections and lists are named as a whole: `ports`, `depends_on`, not `depends_on.0`.
+    const named = second && !/^\d+$/.test(second) && top !== 'ports' && top !== 'mounts' && top !== 'devices';
+    fields.add(named ? `${top}.${second}` : top!);
   }
   return { class: worst, patch, fields: [...fields] };
 }

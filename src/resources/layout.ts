@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import type { InstanceFiles } from '../qemu/argv.js';
 
@@ -30,7 +30,10 @@ export interface ProjectLayout {
 /** Linux caps a unix socket path at 108 bytes including the terminating NUL. */
 const maxSocketPath = 107;
 
-export function projectLayout(stateDir: string, project: string): ProjectLayout {
+export function projectLayout(relativeOrAbsolute: string, project: string): ProjectLayout {
+  // Absolute, whatever --state-dir said: qemu-img reads a relative backing file name relative
+  // to the overlay's directory, and QEMU is given these paths as they are.
+  const stateDir = resolve(relativeOrAbsolute);
   const dir = join(stateDir, 'instances', project);
   const volumesDir = join(stateDir, 'volumes', project);
   return {

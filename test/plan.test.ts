@@ -1,0 +1,448 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { validateComposeFile } from '../src/compose/load.js';
+import { resolveProject } from '../src/compose/resolve.js';
+import { desiredState, type Desired, type DesiredInstance, type Keys } from '../src/reconcile/desired.js';
+import type { Observed } from '../src/reconcile/observe.js';
+import { plan, type Plan, type Targets } from '../src/reconcile/plan.js';
+import { normalise, type AppliedRecord, type InstanceObserved } from '../src/resources/instance.js';
+import { projectLayout } from '../src/resources/layout.js';
+import { composeDir } from './support/compose.js';
+
+// The planner on (desired, observed) pairs. Desired comes from real compose text; observed is
+// built by hand the way observeState would report a host where an earlier desired state was
+// applied, so each case is "the host holds X, the file now says Y".
+
+const shop = `
+name: shop
+services:
+  db:
+    image: ./base.qcow2
+    volumes: ["data:/var/lib/data"]
+    healthcheck: { test: pg_isready }
+  web:
+    image: ./base.qcow2
+    replicas: 2
+    depends_on: [db]
+    ports: ["8080:80"]
+    vm: { memory_mb: 512 }
+    stop_grace_period: 30s
+    cloud_init:
+      runcmd: ["echo hello"]
+volumes:
+  data: { size: 1G }
+`;
+
+const hostKeyPair = (name: string) => ({ privateKey: `k-${name}`, publicKey: `ssh-ed25519 B${name} h` });
+const keys: Keys = {
+  project: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 project',
+  hosts: Object.fromEntries(['db-0', 'web-0', 'web-1', 'web-2', 'cache-0'].map((n) => [n, hostKeyPair(n)])),
+};
+
+const stateDir = '/nonexistent/holos-state';
+
+/**
+ * A compose file in one directory that can be edited: each `desired(text)` rewrites it and
+ * resolves it the way openProject does, keeping the addresses handed out by `previous`.
+ */
+function composeFile(text: string) {
+  const dir = composeDir(text);
+  return (revised = text, previous?: Desired): Desired => {
+    writeFileSync(join(dir, 'holos.yaml'), revised);
+    const result = validateComposeFile(join(dir, 'holos.yaml'));
+    if (!result.ok) throw new Error(result.problems.join('\n'));
+    const project = resolveProject(result.loaded, previous?.project.allocation);
+    return desiredState(project, projectLayout(stateDir, result.loaded.project), keys);
+  };
+}
+
+const byName = (desired: Desired) => new Map(desired.instances.map((d) => [d.resolved.name, d]));
+const perInstance = <T>(desired: Desired, fn: (d: DesiredInstance) => T): Record<string, T> =>
+  Object.fromEntries(desired.instances.map((d) => [d.resolved.name, fn(d)]));
+
+function appliedRecord(d: DesiredInstance): AppliedRecord {
+  return {
+    schema_version: 1,
+    spec: normalise(d.spec),
+    state: 'running',
+    pid: 1000 + d.resolved.index,
+    sshPort: 2200 + d.resolved.index,
+    hostPorts: d.resolved.ports.map((p) => p.host),
+    accel: { kind: 'kvm', hostCpu: 'host' },
+    hostPublicKey: hostKeyPair(d.resolved.name).publicKey,
+    startedAt: '2025-01-01T00:00:00.000Z',
+  };
+}
+
+const runningInstance = (d: DesiredInstance): InstanceObserved => {
+  const applied = appliedRecord(d);
+  return { pid: applied.pid, status: 'running', applied };
+};
+
+/** What observeState reports for `wanted` on a host where nothing was ever made. */
+function freshHost(wanted: Desired): Observed {
+  return {
+    keypair: {},
+    hostKeys: perInstance(wanted, () => ({})),
+    images: new Map([...wanted.images.keys()].map((service) => [service, { exists: true }])),
+    volumes: Object.fromEntries(wanted.volumes.map((v) => [v.name, { exists: false }])),
+    overlays: perInstance(wanted, () => ({ exists: false })),
+    seeds: perInstance(wanted, () => ({ exists: false })),
+    instances: perInstance(wanted, () => ({})),
+    strays: {},
+  };
+}
+
+/** What observeState reports for `wanted` on a host where `applied` was carried out and runs. */
+function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
+  const was = byName(applied);
+  const made = (d: DesiredInstance) => was.get(d.resolved.name);
+  return {
+    keypair: { publicKey: keys.project },
+    hostKeys: perInstance(wanted, (d) =>
+      made(d) ? { publicKey: hostKeyPair(d.resolved.name).publicKey } : {},
+    ),
+    images: new Map([...wanted.images.keys()].map((service) => [service, { exists: true }])),
+    volumes: Object.fromEntries(
+      wanted.volumes.map((v) => {
+        const old = applied.volumes.find((a) => a.name === v.name);
+        return [v.name, old ? { exists: true, virtualSize: old.size } : { exists: false }];
+      }),
+    ),
+    overlays: perInstance(wanted, (d) => {
+      const old = made(d)?.overlay;
+      return old
+        ? { exists: true, backingFile: old.base.path, backingFormat: old.base.format, virtualSize: 2 ** 30 }
+        : { exists: false };
+    }),
+    // The seed file is named by its content hash: it exists only if the content is the same.
+    seeds: perInstance(wanted, (d) => ({ exists: made(d)?.seed.path === d.seed.path })),
+    instances: perInstance(wanted, (d) => {
+      const old = made(d);
+      return old ? runningInstance(old) : {};
+    }),
+    strays: Object.fromEntries(
+      applied.instances
+        .filter((d) => !wanted.instances.some((w) => w.resolved.name === d.resolved.name))
+        .map((d) => [d.resolved.name, runningInstance(d)]),
+    ),
+  };
+}
+
+/** The same observation with one instance seen differently. */
+function withInstance(observed: Observed, name: string, seen: Partial<InstanceObserved>): Observed {
+  return {
+    ...observed,
+    instances: { ...observed.instances, [name]: { ...observed.instances[name], ...seen } },
+  };
+}
+
+const up = (desired: Desired): Targets => ({
+  services: Object.fromEntries(desired.project.services.map((s) => [s.name, 'running'])),
+  strays: 'absent',
+});
+
+/** One line per action, as a person reads the plan. */
+const lines = (p: Plan) => p.actions.map((a) => `${a.kind} ${a.verb} ${a.name}: ${a.reason}`);
+
+const seedContent = (desired: Desired, name: string) =>
+  `content ${byName(desired).get(name)!.seed.hash.slice(0, 8)}`;
+
+test('a fresh project: keys, volume, then per instance in start order key, disk, seed, instance', () => {
+  const desired = composeFile(shop)();
+  const result = plan(desired, freshHost(desired), up(desired));
+  assert.equal(result.schema_version, 1);
+  assert.equal(result.project, 'shop');
+  const perInstanceLines = (name: string) => [
+    `keypair generate ${name} host key: no key pair yet`,
+    `overlay create ${name}: no root disk`,
+    `seed write ${name}: ${seedContent(desired, name)}`,
+    `instance create ${name}: new instance`,
+  ];
+  assert.deepEqual(lines(result), [
+    'keypair generate shop: no key pair yet',
+    'volume create data: new volume of 1G',
+    ...perInstanceLines('db-0'),
+    ...perInstanceLines('web-0'),
+    ...perInstanceLines('web-1'),
+  ]);
+  for (const action of result.actions.filter((a) => a.instance !== undefined)) {
+    assert.equal(action.service, action.instance!.replace(/-\d+$/, ''), JSON.stringify(action));
+    assert.equal(action.patch, undefined);
+  }
+});
+
+test('a converged project plans nothing', () => {
+  const desired = composeFile(shop)();
+  assert.deepEqual(plan(desired, hostRunning(desired), up(desired)).actions, []);
+});
+
+test('vm.memory_mb of web changed: restart of web instances only, with the patch', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(shop.replace('memory_mb: 512', 'memory_mb: 1024'), before);
+  const result = plan(after, hostRunning(before, after), up(after));
+  assert.deepEqual(lines(result), [
+    'instance restart web-0: vm.memory_mb changed',
+    'instance restart web-1: vm.memory_mb changed',
+  ]);
+  for (const action of result.actions) {
+    assert.equal(action.service, 'web');
+    assert.deepEqual(action.patch, [{ op: 'replace', path: '/vm/memory_mb', value: 1024 }]);
+  }
+});
+
+test("web's cloud_init.runcmd changed: web gets a new disk, seed and VM; db is untouched", () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(shop.replace('echo hello', 'echo bye'), before);
+  const result = plan(after, hostRunning(before, after), up(after));
+  const recreated = (name: string) => [
+    `overlay recreate ${name}: a new root disk, so cloud-init runs again`,
+    `seed write ${name}: ${seedContent(after, name)}`,
+    `instance recreate ${name}: seed changed`,
+  ];
+  assert.deepEqual(lines(result), [...recreated('web-0'), ...recreated('web-1')]);
+  const web0 = result.actions.find((a) => a.kind === 'instance' && a.name === 'web-0')!;
+  assert.deepEqual(web0.patch, [
+    { op: 'replace', path: '/seed', value: byName(after).get('web-0')!.spec.seed },
+  ]);
+  assert.ok(result.actions.every((a) => a.service === 'web'));
+});
+
+test('replicas 2 → 1: the stray web-1 is removed; the others only get a new hosts table', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(shop.replace('replicas: 2', 'replicas: 1'), before);
+  const result = plan(after, hostRunning(before, after), up(after));
+  const hostsChanged = 'the hosts table changed; the guest sees it when recreated';
+  assert.deepEqual(lines(result), [
+    `seed write db-0: ${hostsChanged}`,
+    `seed write web-0: ${hostsChanged}`,
+    'instance remove web-1: replicas of web are now 1',
+  ]);
+  assert.equal(result.actions.at(-1)!.service, 'web');
+});
+
+test('a service deleted from the file: its instances are removed, and the plan says why', () => {
+  const withCache = shop.replace('services:\n', 'services:\n  cache:\n    image: ./base.qcow2\n');
+  const desired = composeFile(withCache);
+  const before = desired();
+  const after = desired(shop, before);
+  const result = plan(after, hostRunning(before, after), up(after));
+  assert.deepEqual(
+    result.actions.filter((a) => a.kind === 'instance').map((a) => [a.verb, a.name, a.reason]),
+    [['remove', 'cache-0', 'service cache is no longer in the file']],
+  );
+  // The others keep their addresses, so nothing but their hosts table changes.
+  assert.deepEqual(
+    result.actions.filter((a) => a.kind !== 'instance').map((a) => `${a.kind} ${a.verb} ${a.name}`),
+    ['seed write db-0', 'seed write web-0', 'seed write web-1'],
+  );
+});
+
+test('a recorded instance whose QEMU is gone is started again', () => {
+  const desired = composeFile(shop)();
+  const observed = withInstance(hostRunning(desired), 'db-0', { pid: undefined, status: undefined });
+  assert.deepEqual(lines(plan(desired, observed, up(desired))), ['instance start db-0: QEMU exited']);
+
+  const applied = observed.instances['db-0']!.applied!;
+  const stopped = withInstance(observed, 'db-0', { applied: { ...applied, state: 'stopped' } });
+  assert.deepEqual(lines(plan(desired, stopped, up(desired))), ['instance start db-0: stopped']);
+});
+
+test('QMP run states: paused is resumed, a guest that shut down is restarted', () => {
+  const desired = composeFile(shop)();
+  const paused = withInstance(hostRunning(desired), 'web-1', { status: 'paused' });
+  assert.deepEqual(lines(plan(desired, paused, up(desired))), ['instance resume web-1: paused']);
+  for (const status of ['shutdown', 'guest-panicked']) {
+    const dead = withInstance(hostRunning(desired), 'web-1', { status });
+    assert.deepEqual(lines(plan(desired, dead, up(desired))), [
+      `instance restart web-1: guest status is ${status}`,
+    ]);
+  }
+});
+
+test('a missing root disk or one on another base forces a recreate', () => {
+  const desired = composeFile(shop)();
+  const base = byName(desired).get('web-0')!.overlay.base.path;
+  const missing = hostRunning(desired);
+  missing.overlays['web-0'] = { exists: false };
+  assert.deepEqual(lines(plan(desired, missing, up(desired))), [
+    'overlay create web-0: no root disk',
+    'instance recreate web-0: no root disk',
+  ]);
+
+  const moved = hostRunning(desired);
+  moved.overlays['web-0'] = { exists: true, backingFile: '/old/base.qcow2', backingFormat: 'qcow2' };
+  const because = `the root disk is based on /old/base.qcow2, not ${base}`;
+  assert.deepEqual(lines(plan(desired, moved, up(desired))), [
+    `overlay recreate web-0: ${because}`,
+    `instance recreate web-0: ${because}`,
+  ]);
+
+  const raw = hostRunning(desired);
+  raw.overlays['web-0'] = { exists: true, backingFile: base, backingFormat: 'raw' };
+  assert.deepEqual(lines(plan(desired, raw, up(desired))), [
+    'overlay recreate web-0: the base image format is raw, not qcow2',
+    'instance recreate web-0: the base image format is raw, not qcow2',
+  ]);
+});
+
+test('healthcheck and stop_grace_period changes are recorded without touching the VM', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(
+    shop.replace('stop_grace_period: 30s', 'stop_grace_period: 5s\n    healthcheck: { test: "true" }'),
+    before,
+  );
+  const result = plan(after, hostRunning(before, after), up(after));
+  assert.deepEqual(
+    result.actions.map((a) => [a.kind, a.verb, a.name]),
+    [
+      ['instance', 'record', 'web-0'],
+      ['instance', 'record', 'web-1'],
+    ],
+  );
+  const [web0] = result.actions;
+  assert.equal(web0!.reason, 'healthcheck, stop_grace_period changed (no VM action)');
+  assert.deepEqual(web0!.patch, [
+    {
+      op: 'replace',
+      path: '/healthcheck',
+      value: { test: ['sh', '-c', 'true'], interval: 30_000, retries: 3, start_period: 0, timeout: 5_000 },
+    },
+    { op: 'replace', path: '/stop_grace_period', value: 5_000 },
+  ]);
+});
+
+test('target stopped stops only the live instances', () => {
+  const desired = composeFile(shop)();
+  const observed = withInstance(hostRunning(desired), 'web-1', { pid: undefined, status: undefined });
+  const result = plan(desired, observed, { services: { db: 'stopped', web: 'stopped' } });
+  assert.deepEqual(lines(result), [
+    'instance stop db-0: stop requested',
+    'instance stop web-0: stop requested',
+  ]);
+});
+
+test('target absent removes every instance that has a process or a record, and no other', () => {
+  const desired = composeFile(shop)();
+  let observed = withInstance(hostRunning(desired), 'web-1', { pid: undefined, status: undefined });
+  // web-0 was never made: nothing of it on disk.
+  observed = withInstance(observed, 'web-0', { pid: undefined, status: undefined, applied: undefined });
+  observed.overlays['web-0'] = { exists: false };
+  observed.seeds['web-0'] = { exists: false };
+  observed.hostKeys['web-0'] = {};
+  const result = plan(desired, observed, { services: { db: 'absent', web: 'absent' }, strays: 'absent' });
+  assert.deepEqual(lines(result), ['instance remove db-0: down', 'instance remove web-1: down']);
+});
+
+test('existingOnly (start) leaves instances that were never started alone', () => {
+  const desired = composeFile(shop)();
+  let observed = withInstance(hostRunning(desired), 'web-1', {
+    pid: undefined,
+    status: undefined,
+    applied: undefined,
+  });
+  observed = withInstance(observed, 'db-0', { pid: undefined, status: undefined });
+  const targets = { services: { db: 'running', web: 'running' } } as const;
+  assert.deepEqual(lines(plan(desired, observed, { ...targets, existingOnly: true })), [
+    'instance start db-0: QEMU exited',
+  ]);
+  assert.deepEqual(lines(plan(desired, observed, targets)), [
+    'instance start db-0: QEMU exited',
+    'instance start web-1: no record of its last start',
+  ]);
+});
+
+test('a replica added: the others only get a seed write for the hosts table, the new one is created', () => {
+  const desired = composeFile(shop);
+  const before = desired(shop.replace('replicas: 2', 'replicas: 1'));
+  const after = desired(shop, before);
+  const result = plan(after, hostRunning(before, after), up(after));
+  const hostsChanged = 'the hosts table changed; the guest sees it when recreated';
+  assert.deepEqual(lines(result), [
+    `seed write db-0: ${hostsChanged}`,
+    `seed write web-0: ${hostsChanged}`,
+    'keypair generate web-1 host key: no key pair yet',
+    'overlay create web-1: no root disk',
+    `seed write web-1: ${seedContent(after, 'web-1')}`,
+    'instance create web-1: new instance',
+  ]);
+  assert.equal(byName(after).get('web-1')!.resolved.ip, '10.10.0.4');
+});
+
+test('targets naming only one service leave the others alone', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(
+    shop
+      .replace(/memory_mb: 512/, 'memory_mb: 2048')
+      .replace('    volumes:', '    vm: { memory_mb: 2048 }\n    volumes:'),
+    before,
+  );
+  const observed = hostRunning(before, after);
+  assert.deepEqual(lines(plan(after, observed, up(after))), [
+    'instance restart db-0: vm.memory_mb changed',
+    'instance restart web-0: vm.memory_mb changed',
+    'instance restart web-1: vm.memory_mb changed',
+  ]);
+  assert.deepEqual(lines(plan(after, observed, { services: { web: 'running' } })), [
+    'instance restart web-0: vm.memory_mb changed',
+    'instance restart web-1: vm.memory_mb changed',
+  ]);
+  assert.deepEqual(lines(plan(after, observed, { services: { db: 'stopped' } })), [
+    'instance stop db-0: stop requested',
+  ]);
+});
+
+test('strays are left alone unless the targets name them', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(shop.replace('replicas: 2', 'replicas: 1'), before);
+  const observed = hostRunning(before, after);
+  assert.deepEqual(lines(plan(after, observed, { services: { db: 'stopped', web: 'stopped' } })), [
+    'instance stop db-0: stop requested',
+    'instance stop web-0: stop requested',
+  ]);
+  assert.deepEqual(
+    lines(plan(after, observed, { services: { db: 'stopped', web: 'stopped' }, strays: 'stopped' })),
+    [
+      'instance stop db-0: stop requested',
+      'instance stop web-0: stop requested',
+      'instance stop web-1: stop requested',
+    ],
+  );
+});
+
+test('a depends_on change is recorded, and the reason names the field, not an array index', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const after = desired(shop.replace('    depends_on: [db]\n', ''), before);
+  const result = plan(after, hostRunning(before, after), up(after));
+  assert.deepEqual(lines(result), [
+    'instance record web-0: depends_on changed (no VM action)',
+    'instance record web-1: depends_on changed (no VM action)',
+  ]);
+  assert.deepEqual(result.actions[0]!.patch, [{ op: 'remove', path: '/depends_on/0' }]);
+});
+
+test('down also removes an instance that never started but left its disk, seed and host key', () => {
+  const desired = composeFile(shop)();
+  // `up` made web-1's key, disk and seed, then QEMU failed to start (a host port in use, say).
+  const observed = withInstance(hostRunning(desired), 'web-1', {
+    pid: undefined,
+    status: undefined,
+    applied: undefined,
+  });
+  const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent' } as const;
+  assert.deepEqual(lines(plan(desired, observed, down)), [
+    'instance remove db-0: down',
+    'instance remove web-0: down',
+    'instance remove web-1: down',
+  ]);
+  assert.deepEqual(lines(plan(desired, freshHost(desired), down)), []);
+});

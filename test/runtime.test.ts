@@ -1,0 +1,492 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join, relative } from 'node:path';
+import { after, test, type TestContext } from 'node:test';
+import { resolveProject } from '../src/compose/resolve.js';
+import { UserError } from '../src/errors.js';
+import { isOurQemu, readPid } from '../src/observe/process.js';
+import { launch, stopGracefully } from '../src/qemu/lifecycle.js';
+import { desiredState } from '../src/reconcile/desired.js';
+import { observeKeys, observeState } from '../src/reconcile/observe.js';
+import { plan, type Plan } from '../src/reconcile/plan.js';
+import type { ImageSpec } from '../src/resources/image.js';
+import * as instance from '../src/resources/instance.js';
+import * as keypair from '../src/resources/keypair.js';
+import { projectLayout, type InstanceLayout } from '../src/resources/layout.js';
+import * as overlay from '../src/resources/overlay.js';
+import * as seed from '../src/resources/seed.js';
+import * as volume from '../src/resources/volume.js';
+import { loadText } from './support/compose.js';
+
+// The runtime against real tools: QEMU processes with no guest (-S: stopped before the first
+// instruction, with a live QMP socket), real qemu-img and qemu-io, seed ISOs read back by isoinfo.
+
+const tools = ['qemu-system-x86_64', 'qemu-img', 'qemu-io', 'isoinfo'];
+const missing = tools.filter((tool) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).error);
+
+/** Skips the test, loudly, when a tool is missing; under CI a missing tool is a failure. */
+function needsTools(t: TestContext): boolean {
+  if (missing.length === 0) return true;
+  const why = `${missing.join(', ')} not installed`;
+  if (process.env.CI === 'true') assert.fail(`${why} (required under CI=true)`);
+  console.error(`# SKIP ${t.name}: ${why}`);
+  t.skip(why);
+  return false;
+}
+
+// Short: unix socket paths must fit in 107 bytes.
+const stateDir = mkdtempSync(join(tmpdir(), 'holos-rt-'));
+const layout = projectLayout(stateDir, 'rt');
+let instances = 0;
+/** A fresh instance directory for each test. */
+function newInstance(): InstanceLayout {
+  const files = layout.instance(`vm-${instances++}`);
+  mkdirSync(files.dir, { recursive: true });
+  return files;
+}
+
+/** Every QEMU a test starts, so that none outlives the tests. */
+const started = new Map<number, string>();
+
+async function killQemu(pid: number, marker: string): Promise<void> {
+  // Only a process whose command line still names this QMP socket: never a reused pid.
+  if (await isOurQemu(pid, marker))
+    for (const signal of ['SIGCONT', 'SIGKILL'] as const)
+      try {
+        process.kill(pid, signal);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+      }
+  started.delete(pid);
+}
+
+after(async () => {
+  for (const [pid, marker] of [...started]) await killQemu(pid, marker);
+  rmSync(stateDir, { recursive: true, force: true });
+});
+
+const guestless = (files: InstanceLayout, ...extra: string[]) => [
+  '-machine',
+  'q35,accel=tcg',
+  '-nodefaults',
+  '-no-user-config',
+  '-display',
+  'none',
+  '-m',
+  '64',
+  '-S',
+  '-qmp',
+  `unix:${files.qmpSocket},server=on,wait=off`,
+  '-daemonize',
+  '-pidfile',
+  files.pidFile,
+  ...extra,
+];
+
+/** A daemonized guest-less QEMU for `files`, started by launch() and killed after the test. */
+async function startGuestless(t: TestContext, files: InstanceLayout): Promise<number> {
+  const pid = await launch(
+    basename(files.dir),
+    'qemu-system-x86_64',
+    guestless(files),
+    files.pidFile,
+    files.qmpSocket,
+  );
+  started.set(pid, files.qmpSocket);
+  t.after(() => killQemu(pid, files.qmpSocket));
+  return pid;
+}
+
+const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { encoding: 'utf8' });
+
+interface ImageInfo {
+  filename: string;
+  format: string;
+  'virtual-size': number;
+  'backing-filename'?: string;
+  'backing-filename-format'?: string;
+}
+
+/** The oracle: qemu-img's view of the whole chain, the image first. */
+const backingChain = (path: string) =>
+  JSON.parse(qemuImg('info', '--output=json', '--backing-chain', path)) as ImageInfo[];
+
+/** Does the image hold `pattern` in its first 64 KiB? (qemu-io exits 1 when the pattern differs.) */
+const holdsPattern = (path: string, pattern: number) =>
+  spawnSync('qemu-io', ['-f', 'qcow2', '-c', `read -P ${pattern} 0 64k`, path], { stdio: 'ignore' })
+    .status === 0;
+const writePattern = (path: string, pattern: number) =>
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P ${pattern} 0 64k`, path], { stdio: 'ignore' });
+
+const MiB = 2 ** 20;
+
+function baseImage(name: string, format: 'qcow2' | 'raw', size = 64 * MiB): ImageSpec {
+  const path = join(stateDir, name);
+  qemuImg('create', '-q', '-f', format, path, String(size));
+  return { ref: `./${name}`, path, format };
+}
+
+test('launch() returns the pid of the daemonized QEMU, and it is ours', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  const pid = await startGuestless(t, files);
+  assert.equal(await readPid(files.pidFile), pid);
+  assert.equal(await isOurQemu(pid, files.qmpSocket), true);
+  assert.equal(statSync(files.qmpSocket).isSocket(), true);
+});
+
+test('launch() with a bad argument fails naming the instance, with what QEMU said', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  t.after(async () => {
+    // Were the argument ever accepted, this QEMU must not outlive the test.
+    const pid = await readPid(files.pidFile);
+    if (pid !== undefined) await killQemu(pid, files.qmpSocket);
+  });
+  const args = guestless(files, '-no-such-option');
+  const attempt = launch('web-0', 'qemu-system-x86_64', args, files.pidFile, files.qmpSocket);
+  await assert.rejects(attempt, (error) => {
+    assert.ok(error instanceof UserError);
+    assert.ok(error.message.startsWith('web-0: '), error.message);
+    assert.match(error.message, /-no-such-option: invalid option/);
+    return true;
+  });
+  assert.equal(await readPid(files.pidFile), undefined);
+});
+
+test('stopGracefully(): a guest that ignores ACPI is terminated after the grace period', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  const pid = await startGuestless(t, files);
+  const steps: string[] = [];
+  const request = { pid, marker: files.qmpSocket, qmpSocket: files.qmpSocket, graceMs: 300 };
+  assert.equal(await stopGracefully({ ...request, step: (s) => steps.push(s) }), 'terminated');
+  assert.deepEqual(steps, [
+    'ACPI shutdown requested; waiting up to 300ms',
+    'still running after 300ms; sending SIGTERM',
+  ]);
+  assert.equal(await isOurQemu(pid, files.qmpSocket), false);
+
+  const later: string[] = [];
+  assert.equal(await stopGracefully({ ...request, step: (s) => later.push(s) }), 'not-running');
+  assert.deepEqual(later, []);
+});
+
+test('stopGracefully(): a QEMU that answers nothing, not even SIGTERM, is killed', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  const pid = await startGuestless(t, files);
+  // A stopped process neither answers QMP nor acts on SIGTERM; only SIGKILL ends it.
+  process.kill(pid, 'SIGSTOP');
+  const steps: string[] = [];
+  const outcome = await stopGracefully({
+    pid,
+    marker: files.qmpSocket,
+    qmpSocket: files.qmpSocket,
+    graceMs: 300,
+    step: (s) => steps.push(s),
+  });
+  assert.equal(outcome, 'killed');
+  assert.match(steps[0]!, /^QMP did not take the shutdown request \(.+\)$/);
+  assert.deepEqual(steps.slice(1), [
+    'still running after 300ms; sending SIGTERM',
+    'still running 5s after SIGTERM; sending SIGKILL',
+  ]);
+  assert.equal(await isOurQemu(pid, files.qmpSocket), false);
+});
+
+test('instance.observe(): a live QEMU has a pid and a QMP status; a dead or foreign pid has none', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  assert.deepEqual(await instance.observe(files), { applied: undefined });
+
+  const pid = await startGuestless(t, files);
+  const live = await instance.observe(files);
+  assert.equal(live.pid, pid);
+  assert.ok(live.status === 'prelaunch' || live.status === 'paused', live.status);
+  assert.equal(instance.stateOf(live), live.status);
+
+  await killQemu(pid, files.qmpSocket);
+  while (await isOurQemu(pid, files.qmpSocket)) await new Promise((resolve) => setTimeout(resolve, 20));
+  const dead = await instance.observe(files);
+  assert.equal(dead.pid, undefined);
+  assert.equal(instance.stateOf(dead), 'absent');
+
+  // A pid file naming a live process that is not this instance's QEMU (a reused pid).
+  writeFileSync(files.pidFile, `${process.pid}\n`);
+  assert.equal((await instance.observe(files)).pid, undefined);
+});
+
+test('instance.stop(): stops a live QEMU and records the instance as stopped', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  const pid = await startGuestless(t, files);
+  const record: instance.AppliedRecord = {
+    schema_version: 1,
+    spec: { name: 'vm' } as instance.InstanceSpec,
+    state: 'running',
+    pid,
+    sshPort: 2222,
+    hostPorts: [],
+    accel: { kind: 'tcg', hostCpu: 'max' },
+    hostPublicKey: 'ssh-ed25519 AAAA h',
+  };
+  await instance.writeRecord(files, record);
+  const seen = await instance.observe(files);
+  assert.deepEqual(seen.applied, record);
+
+  const steps: string[] = [];
+  assert.equal(await instance.stop(files, seen, 300, (s) => steps.push(s)), 'terminated');
+  assert.equal(steps.length, 2);
+  const stopped = await instance.observe(files);
+  assert.equal(stopped.pid, undefined);
+  const { pid: _pid, ...withoutPid } = record;
+  assert.deepEqual(stopped.applied, { ...withoutPid, state: 'stopped' });
+  assert.equal(instance.stateOf(stopped), 'stopped');
+});
+
+test('overlay.create and overlay.observe agree with qemu-img, also when disk_size grows the disk', async (t) => {
+  if (!needsTools(t)) return;
+  const qcow2Base = baseImage('base.qcow2', 'qcow2');
+  const rawBase = baseImage('base.raw', 'raw');
+  for (const [base, size] of [
+    [qcow2Base, undefined],
+    [qcow2Base, 128 * MiB],
+    [rawBase, undefined],
+    [rawBase, 96 * MiB],
+  ] as const) {
+    const spec = { instance: 'vm', path: join(newInstance().dir, 'disk.qcow2'), base, size };
+    const label = `${base.format} base, size ${size}`;
+    await overlay.create(spec, 'qemu-img');
+    const seen = await overlay.observe(spec);
+    const [disk, backing] = backingChain(spec.path);
+    assert.equal(disk!.format, 'qcow2', label);
+    assert.equal(seen.exists, true, label);
+    assert.equal(seen.backingFile, disk!['backing-filename'], label);
+    assert.equal(seen.backingFile, base.path, label);
+    assert.equal(seen.backingFormat, disk!['backing-filename-format'], label);
+    assert.equal(seen.backingFormat, base.format, label);
+    assert.equal(seen.virtualSize, disk!['virtual-size'], label);
+    assert.equal(seen.virtualSize, size ?? 64 * MiB, label);
+    assert.equal(backing!.filename, base.path, label);
+    assert.equal(backing!.format, base.format, label);
+    assert.deepEqual(overlay.diff(spec, seen, 'running'), [], label);
+  }
+});
+
+test('overlay.diff: no disk → create, another base → recreate; create starts the disk over', async (t) => {
+  if (!needsTools(t)) return;
+  const oldBase = baseImage('old.qcow2', 'qcow2');
+  const newBase = baseImage('new.qcow2', 'qcow2');
+  const spec = { instance: 'vm-x', path: join(newInstance().dir, 'disk.qcow2'), base: oldBase };
+  assert.deepEqual(overlay.diff(spec, await overlay.observe(spec), 'running'), [
+    { kind: 'overlay', name: 'vm-x', instance: 'vm-x', verb: 'create', reason: 'no root disk' },
+  ]);
+  await overlay.create(spec, 'qemu-img');
+  writePattern(spec.path, 0xab);
+
+  const moved = { ...spec, base: newBase };
+  assert.deepEqual(overlay.diff(moved, await overlay.observe(spec), 'running'), [
+    {
+      kind: 'overlay',
+      name: 'vm-x',
+      instance: 'vm-x',
+      verb: 'recreate',
+      reason: `the root disk is based on ${oldBase.path}, not ${newBase.path}`,
+    },
+  ]);
+  assert.deepEqual(overlay.diff(moved, await overlay.observe(spec), 'stopped'), []);
+
+  assert.equal(holdsPattern(spec.path, 0xab), true);
+  await overlay.create(moved, 'qemu-img');
+  assert.equal(holdsPattern(spec.path, 0xab), false);
+  assert.equal(holdsPattern(spec.path, 0), true);
+  assert.equal(backingChain(spec.path)[0]!['backing-filename'], newBase.path);
+  assert.equal(holdsPattern(oldBase.path, 0), true);
+});
+
+test('volume.create makes a qcow2 of the size once, and never shrinks or replaces it', async (t) => {
+  if (!needsTools(t)) return;
+  const spec = { name: 'data', path: layout.volume('data'), size: 64 * MiB };
+  assert.deepEqual(await volume.observe(spec), { exists: false });
+  await volume.create(spec, 'qemu-img');
+  const [info] = backingChain(spec.path);
+  assert.equal(info!.format, 'qcow2');
+  assert.equal(info!['virtual-size'], 64 * MiB);
+  assert.equal(info!['backing-filename'], undefined);
+  assert.deepEqual(await volume.observe(spec), { exists: true, virtualSize: 64 * MiB });
+  assert.equal(statSync(layout.volumesDir).mode & 0o777, 0o700);
+
+  writePattern(spec.path, 0x5a);
+  const before = statSync(spec.path);
+  for (const size of [64 * MiB, 32 * MiB, 128 * MiB]) {
+    await volume.create({ ...spec, size }, 'qemu-img');
+    const now = statSync(spec.path);
+    assert.equal(now.ino, before.ino, `size ${size}`);
+    assert.equal(now.mtimeMs, before.mtimeMs, `size ${size}`);
+    assert.equal(backingChain(spec.path)[0]!['virtual-size'], 64 * MiB, `size ${size}`);
+    assert.equal(holdsPattern(spec.path, 0x5a), true, `size ${size}`);
+  }
+  assert.deepEqual(readdirSync(layout.volumesDir), ['data.qcow2']);
+});
+
+const demo = `
+name: rt
+services:
+  web:
+    image: ./base.qcow2
+    replicas: 2
+    cloud_init:
+      runcmd: ["echo hello"]
+`;
+
+const isoinfo = (...args: string[]) => execFileSync('isoinfo', args, { encoding: 'utf8' });
+const bytesOf = (content: string | Uint8Array) =>
+  typeof content === 'string' ? Buffer.from(content) : Buffer.from(content);
+
+test('seed.write writes seed-<hash8>.iso that isoinfo reads back, and removes older seeds', async (t) => {
+  if (!needsTools(t)) return;
+  const desired = desiredState(resolveProject(loadText(demo)), layout, {
+    project: 'ssh-ed25519 AAAA project',
+    hosts: { 'web-0': { privateKey: 'k', publicKey: 'ssh-ed25519 B h' } },
+  });
+  const [web0, web1] = desired.instances;
+  const spec = web0!.seed;
+  const dir = layout.instance('web-0').dir;
+  mkdirSync(dir, { recursive: true });
+  // Older seeds of this instance go; files that only look similar, and other instances, stay.
+  const keep = ['seed-notes.txt', 'seed-0123456789.iso', 'seed-xyzxyzxy.iso', 'disk.qcow2'];
+  for (const name of ['seed-0badc0de.iso', 'seed-12345678.iso', ...keep])
+    writeFileSync(join(dir, name), 'old');
+  mkdirSync(layout.instance('web-1').dir, { recursive: true });
+  writeFileSync(join(layout.instance('web-1').dir, 'seed-0badc0de.iso'), 'other');
+
+  assert.deepEqual(await seed.observe(spec), { exists: false });
+  await seed.write(spec);
+  assert.equal(basename(spec.path), `seed-${spec.hash.slice(0, 8)}.iso`);
+  assert.equal(spec.path, join(dir, basename(spec.path)));
+  assert.deepEqual(await seed.observe(spec), { exists: true });
+  assert.deepEqual(seed.diff(spec, { exists: true }, 'running'), []);
+  assert.equal(statSync(spec.path).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir).sort(), [basename(spec.path), ...keep].sort());
+  assert.deepEqual(readdirSync(layout.instance('web-1').dir), ['seed-0badc0de.iso']);
+
+  assert.match(isoinfo('-d', '-i', spec.path), /^Volume id: cidata$/m);
+  assert.deepEqual(isoinfo('-J', '-f', '-i', spec.path).trim().split('\n').sort(), [
+    '/meta-data',
+    '/network-config',
+    '/user-data',
+  ]);
+  for (const file of spec.files)
+    assert.deepEqual(
+      execFileSync('isoinfo', ['-J', '-i', spec.path, '-x', `/${file.name}`]),
+      bytesOf(file.content),
+      file.name,
+    );
+  assert.match(isoinfo('-J', '-i', spec.path, '-x', '/user-data'), /echo hello/);
+  assert.notEqual(web1!.seed.hash, spec.hash);
+
+  // Writing it again (a crash before the plan was done) is harmless.
+  await seed.write(spec);
+  assert.equal(readFileSync(spec.path).length % 2048, 0);
+  assert.deepEqual(readdirSync(dir).sort(), [basename(spec.path), ...keep].sort());
+});
+
+test('instance.remove deletes the instance directory and never the volumes', async (t) => {
+  if (!needsTools(t)) return;
+  const files = newInstance();
+  mkdirSync(files.hostKey, { recursive: true });
+  for (const path of [files.overlay, files.applied, files.pidFile, join(files.hostKey, 'id_ed25519')])
+    writeFileSync(path, 'x');
+  const spec = { name: 'keep', path: layout.volume('keep'), size: 16 * MiB };
+  await volume.create(spec, 'qemu-img');
+  const before = readFileSync(spec.path);
+
+  await instance.remove(files);
+  assert.throws(() => statSync(files.dir), { code: 'ENOENT' });
+  assert.deepEqual(readFileSync(spec.path), before);
+  assert.ok(readdirSync(layout.volumesDir).includes('keep.qcow2'));
+  await instance.remove(files); // already gone: nothing to do
+});
+
+test('executors leave what observe reads: once keys, volume, disks and seeds exist, only the VMs are left', async (t) => {
+  if (!needsTools(t)) return;
+  const resolved = resolveProject(
+    loadText(`
+name: trip
+services:
+  db:
+    image: ./base.qcow2
+    volumes: ["data:/var/lib/data"]
+  web:
+    image: ./base.qcow2
+    depends_on: [db]
+volumes:
+  data: { size: 32M }
+`),
+  );
+  qemuImg('create', '-q', '-f', 'qcow2', join(resolved.dir, 'base.qcow2'), String(64 * MiB));
+  const tripLayout = projectLayout(stateDir, 'trip');
+  const targets = { services: { db: 'running', web: 'running' }, strays: 'absent' } as const;
+  const planNow = async () => {
+    const desired = desiredState(resolved, tripLayout, await observeKeys(resolved, tripLayout));
+    return { desired, plan: plan(desired, await observeState(desired), targets) };
+  };
+  const verbs = (p: Plan) => p.actions.map((a) => `${a.kind} ${a.verb} ${a.name}`);
+
+  const fresh = await planNow();
+  assert.deepEqual(verbs(fresh.plan), [
+    'keypair generate trip',
+    'volume create data',
+    'keypair generate db-0 host key',
+    'overlay create db-0',
+    'seed write db-0',
+    'instance create db-0',
+    'keypair generate web-0 host key',
+    'overlay create web-0',
+    'seed write web-0',
+    'instance create web-0',
+  ]);
+
+  await keypair.generate(fresh.desired.keypair);
+  for (const spec of fresh.desired.volumes) await volume.create(spec, 'qemu-img');
+  for (const d of fresh.desired.instances) await keypair.generate(d.hostKey);
+  // Seeds rendered with the real keys now, as converge does after the preparation.
+  const prepared = await planNow();
+  for (const d of prepared.desired.instances) {
+    await overlay.create(d.overlay, 'qemu-img');
+    await seed.write(d.seed);
+  }
+  const made = await planNow();
+  assert.deepEqual(
+    made.plan.actions.map((a) => `${a.kind} ${a.verb} ${a.name}: ${a.reason}`),
+    ['instance start db-0: no record of its last start', 'instance start web-0: no record of its last start'],
+  );
+  assert.equal(made.desired.instances[0]!.seed.path, prepared.desired.instances[0]!.seed.path);
+
+  // Suppose the first start failed: down still removes what was made, and then has nothing to do.
+  const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent' } as const;
+  const teardown = plan(made.desired, await observeState(made.desired), down);
+  assert.deepEqual(verbs(teardown), ['instance remove db-0', 'instance remove web-0']);
+  for (const action of teardown.actions) await instance.remove(tripLayout.instance(action.name));
+  assert.deepEqual(plan(made.desired, await observeState(made.desired), down).actions, []);
+  assert.deepEqual(readdirSync(tripLayout.dir), []);
+  assert.deepEqual(readdirSync(tripLayout.volumesDir), ['data.qcow2']);
+});
+
+test('a relative state dir still gives absolute paths, so a catalog image can back an overlay', async (t) => {
+  if (!needsTools(t)) return;
+  // qemu-img reads a relative backing file name relative to the overlay's own directory.
+  const relLayout = projectLayout(relative(process.cwd(), join(stateDir, 'rel')), 'rel');
+  const resolved = resolveProject(loadText('name: rel\nservices:\n  app:\n    image: debian:12\n'));
+  const [app] = desiredState(resolved, relLayout, { hosts: {} }).instances;
+  for (const path of [relLayout.dir, relLayout.volume('x'), app!.overlay.path, app!.overlay.base.path])
+    assert.ok(isAbsolute(path), path);
+  mkdirSync(dirname(app!.overlay.base.path), { recursive: true });
+  qemuImg('create', '-q', '-f', 'qcow2', app!.overlay.base.path, String(16 * MiB));
+  await overlay.create(app!.overlay, 'qemu-img');
+  assert.deepEqual(overlay.diff(app!.overlay, await overlay.observe(app!.overlay), 'running'), []);
+  assert.equal(backingChain(app!.overlay.path)[1]!.filename, app!.overlay.base.path);
+});
