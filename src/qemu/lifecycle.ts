@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 import { UserError } from '../errors.js';
 import { isOurQemu, readPid } from '../observe/process.js';
 import { QmpClient } from '../observe/qmp.js';
@@ -23,6 +22,8 @@ export async function launch(
   pidFile: string,
   marker: string,
 ): Promise<number> {
+  // execa loads only when something starts, keeping read-only verbs quick.
+  const { execa } = await import('execa');
   const result = await execa(qemu, args, { reject: false, timeout: launchTimeoutMs, stdin: 'ignore' });
   if (result.failed) {
     const said = `${result.stderr}`.trim().split('\n').filter(Boolean);

@@ -4,7 +4,6 @@ import type { Accelerator } from '../qemu/argv.js';
 import { chooseAccelerator } from '../qemu/accel.js';
 import { qemuBinaries } from '../qemu/binaries.js';
 import { projectLayout, type ProjectLayout } from '../resources/layout.js';
-import { applyInstances, applyPreparation } from './apply.js';
 import { desiredState, type Desired } from './desired.js';
 import type { Emit } from './events.js';
 import { observeKeys, observeState, type Observed } from './observe.js';
@@ -68,6 +67,8 @@ export async function converge(session: Session, targets: Targets, opts: Converg
   });
   const held = (p: Plan): Plan =>
     opts.defer ? { ...p, actions: p.actions.filter((a) => !(a.instance && opts.defer!(a.instance))) } : p;
+  // Loaded here, not at the top: `plan` and `--dry-run` never need the executors.
+  const { applyInstances, applyPreparation } = await import('./apply.js');
   let planned = await planSession(session, targets);
   const first = held(planned.plan);
   if (session.project.file) await writeProjectRecord(session.layout, session.project, opts.record);

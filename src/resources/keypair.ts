@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ensureKeyPair, type KeyFiles } from '../ssh/keys.js';
+import type { KeyFiles } from '../ssh/keys.js';
 import { readIfPresent } from '../util/fs.js';
 import type { ProjectLayout } from './layout.js';
 import type { Action, Target } from './types.js';
@@ -33,7 +33,9 @@ export function diff(spec: KeypairSpec, observed: KeypairObserved, target: Targe
   return [{ kind: 'keypair', name: spec.name, verb: 'generate', reason: 'no key pair yet' }];
 }
 
-export const generate = (spec: KeypairSpec): Promise<KeyFiles> => ensureKeyPair(spec.dir, spec.comment);
+// ssh2 (key generation) loads only when a key is made: `plan` and `ps` stay quick.
+export const generate = async (spec: KeypairSpec): Promise<KeyFiles> =>
+  (await import('../ssh/keys.js')).ensureKeyPair(spec.dir, spec.comment);
 
 /** The pair's contents, when it exists (for rendering seeds and for SSH). */
 export async function read(

@@ -1,6 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { execa } from 'execa';
 import { readQcow2Header } from '../observe/qcow2.js';
 import { isMissing } from '../util/fs.js';
 import type { ImageSpec } from './image.js';
@@ -68,5 +67,6 @@ export async function create(spec: OverlaySpec, qemuImg: string): Promise<void> 
     spec.path,
     ...size,
   ];
+  const { execa } = await import('execa');
   await execa(qemuImg, args);
 }

@@ -1,6 +1,5 @@
 import { mkdir, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { execa } from 'execa';
 import { formatSize } from '../compose/units.js';
 import type { ResolvedProject } from '../compose/resolve.js';
 import { readQcow2Header } from '../observe/qcow2.js';
@@ -54,6 +53,7 @@ export async function create(spec: VolumeSpec, qemuImg: string): Promise<void> {
   await mkdir(dirname(spec.path), { recursive: true, mode: 0o700 });
   // Made beside the target and renamed, so a crash never leaves a half-made volume under its name.
   const partial = `${spec.path}.partial`;
+  const { execa } = await import('execa');
   await execa(qemuImg, ['create', '-q', '-f', 'qcow2', partial, String(spec.size)]);
   await rename(partial, spec.path);
 }
