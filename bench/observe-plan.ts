@@ -1,6 +1,7 @@
 // How long observe + plan take on a converged project of 50 running instances (DESIGN.md §4:
-// "well under a second"). The VMs are real QEMU processes booting an empty disk (SeaBIOS idles
-// with nothing to boot), brought up by `holos up` inside a private network namespace.
+// "well under a second"). The VMs are real QEMU processes, brought up by `holos up` inside a
+// private network namespace and held before their first instruction (`extra_args: [-S]`), so
+// that 50 emulated CPUs do not starve holos of this host's cores while it is measured.
 //
 //   node --import tsx bench/observe-plan.ts [instances]     (root: it creates a namespace)
 
@@ -30,7 +31,7 @@ try {
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(root, 'empty.qcow2'), '16M']);
   writeFileSync(
     join(root, 'holos.yaml'),
-    `name: bench\nservices:\n  app:\n    image: ./empty.qcow2\n    replicas: ${instances}\n    vm: { memory_mb: 128 }\n    stop_grace_period: 1s\n`,
+    `name: bench\nservices:\n  app:\n    image: ./empty.qcow2\n    replicas: ${instances}\n    vm: { memory_mb: 128, extra_args: [-S] }\n    stop_grace_period: 1s\n`,
   );
   execFileSync('ip', ['netns', 'add', ns]);
   execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
@@ -56,7 +57,7 @@ try {
     holos('plan');
     cliRuns.push(performance.now() - started);
   }
-  console.log(`instances: ${instances} running (TCG, empty disk)`);
+  console.log(`instances: ${instances} running (held with -S)`);
   console.log(`holos up (create ${instances}):              ${(upMs / 1000).toFixed(2)} s`);
   console.log(
     `observe + plan, in process (median of 10): ${median(inProcess).toFixed(0)} ms (${(median(inProcess) / instances).toFixed(1)} ms per instance)`,
