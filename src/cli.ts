@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
+import { followFlagAfterLogs, registerAccessCommands } from './cli/access.js';
 import { registerComposeCommands } from './cli/compose.js';
 import { registerLifecycleCommands } from './cli/lifecycle.js';
 import type { GlobalOptions } from './cli/context.js';
@@ -33,9 +34,10 @@ const program = new Command('holos')
 const globals = () => program.opts<GlobalOptions>();
 registerComposeCommands(program, globals);
 registerLifecycleCommands(program, globals);
+registerAccessCommands(program, globals);
 
 try {
-  await program.parseAsync();
+  await program.parseAsync(followFlagAfterLogs(process.argv));
 } catch (error) {
   const { UserError, formatUserError } = await import('./errors.js');
   if (globals().debug) console.error(error);

@@ -17,7 +17,10 @@ export interface SshTarget {
   timeoutMs?: number;
 }
 
-export class HostKeyMismatch extends Error {}
+export class HostKeyMismatch extends Error {
+  /** The key the guest presented (SSH wire blob), when known. */
+  presented?: Buffer;
+}
 
 /** The SSH wire blob of an OpenSSH public key line. */
 export function publicKeyBlob(publicKeyLine: string): Buffer {
@@ -37,9 +40,12 @@ export function connect(target: SshTarget): Promise<SshClient> {
       client.end();
       reject(
         mismatch
-          ? new HostKeyMismatch(
-              `the guest presented host key ${mismatch.toString('base64').slice(0, 24)}…, not the one holos gave it`,
-              { cause: error },
+          ? Object.assign(
+              new HostKeyMismatch(
+                `the guest presented host key ${mismatch.toString('base64').slice(0, 24)}…, not the one holos gave it`,
+                { cause: error },
+              ),
+              { presented: mismatch },
             )
           : error,
       );

@@ -1,0 +1,177 @@
+import { UserError } from '../errors.js';
+import * as instance from '../resources/instance.js';
+import * as keypair from '../resources/keypair.js';
+import { isOurQemu, readPid } from '../observe/process.js';
+import { readJson } from '../util/fs.js';
+import { projectLayout, type InstanceLayout, type ProjectLayout } from '../resources/layout.js';
+import type { SshTarget } from '../ssh/exec.js';
+
+// Which project and which instance a command of exec, console, logs and ssh-config means.
+// The project comes from the compose file (or -p alone, from the state dir); the instances
+// are the ones on disk, observed now, so these verbs work on whatever is really there.
+
+export interface AccessProject {
+  name: string;
+  layout: ProjectLayout;
+  /** The services the file declares, in file order; without a file, those of the instances on disk. */
+  services: string[];
+  /** The instances the file declares (some may not exist yet). */
+  declared: string[];
+}
+
+export interface InstanceInfo {
+  name: string;
+  service: string;
+  index: number;
+  layout: InstanceLayout;
+  observed: instance.InstanceObserved;
+  /** running, paused, stopped, exited, … (instance.stateOf). */
+  state: string;
+}
+
+/**
+ * The project of the compose file (-f, $HOLOS_FILE, ./holos.yaml); with -p and no file, the
+ * project of that name in the state dir.
+ */
+export async function openAccessProject(
+  stateDir: string,
+  options: { cwd: string; file?: string; projectName?: string },
+): Promise<AccessProject> {
+  const { findComposeFile } = await import('../compose/load.js');
+  let file: string | undefined;
+  try {
+    file = findComposeFile(options.cwd, options.file);
+  } catch (error) {
+    if (!(error instanceof UserError) || options.file) throw error;
+    if (!options.projectName) {
+      const { projectsIn } = await import('../reconcile/project.js');
+      const known = await projectsIn(stateDir);
+      throw new UserError(
+        `${error.message}${known.length > 0 ? `, or name a project with -p (projects in ${stateDir}: ${known.join(', ')})` : ''}`,
+      );
+    }
+  }
+  if (file === undefined) {
+    const name = options.projectName!;
+    const layout = projectLayout(stateDir, name);
+    const { projectsIn } = await import('../reconcile/project.js');
+    const known = await projectsIn(stateDir);
+    if (!known.includes(name))
+      throw new UserError(
+        `no project ${name} in ${stateDir}${known.length > 0 ? ` (projects: ${known.join(', ')})` : ''}`,
+      );
+    const services = [...new Set((await listInstances(layout)).map((i) => i.service))];
+    return { name, layout, services, declared: [] };
+  }
+  const { openProject } = await import('../reconcile/converge.js');
+  const session = await openProject(stateDir, { ...options, file });
+  return {
+    name: session.project.name,
+    layout: session.layout,
+    services: session.project.services.map((s) => s.name),
+    declared: session.project.instances.map((i) => i.name),
+  };
+}
+
+const indexOf = (name: string) => Number(/-(\d+)$/.exec(name)?.[1] ?? 0);
+
+/**
+ * Every instance with a directory in the state dir, in service then index order. Cheap: the
+ * applied record and a /proc check per instance, no QMP (`observeInstance` asks QEMU).
+ */
+export async function listInstances(layout: ProjectLayout): Promise<InstanceInfo[]> {
+  const { instancesOnDisk } = await import('../reconcile/observe.js');
+  const names = await instancesOnDisk(layout);
+  const infos = await Promise.all(
+    names.map(async (name): Promise<InstanceInfo> => {
+      const files = layout.instance(name);
+      const applied = await readJson<instance.AppliedRecord>(files.applied);
+      const pid = await readPid(files.pidFile);
+      const live = pid !== undefined && (await isOurQemu(pid, files.qmpSocket));
+      const observed: instance.InstanceObserved = live ? { pid, applied } : { applied };
+      return {
+        name,
+        service: applied?.spec.service ?? name.replace(/-\d+$/, ''),
+        index: applied?.spec.index ?? indexOf(name),
+        layout: files,
+        observed,
+        state: instance.stateOf(observed),
+      };
+    }),
+  );
+  return infos.sort((a, b) => a.service.localeCompare(b.service) || a.index - b.index);
+}
+
+/** The instance observed in full: its QMP run state too (paused, shutdown, …). */
+export async function observeInstance(info: InstanceInfo): Promise<InstanceInfo> {
+  const observed = await instance.observe(info.layout);
+  return { ...info, observed, state: instance.stateOf(observed) };
+}
+
+/** `web-0 (running), db-0 (stopped)`, for error messages. */
+export function describeInstances(instances: readonly InstanceInfo[]): string {
+  return instances.length === 0
+    ? 'it has no instances; holos up creates them'
+    : `instances: ${instances.map((i) => `${i.name} (${i.state})`).join(', ')}`;
+}
+
+/** An instance by name, or a service's replica 0 by the service's name. */
+export function pickInstance(
+  project: AccessProject,
+  instances: readonly InstanceInfo[],
+  name: string,
+): InstanceInfo {
+  const exact = instances.find((i) => i.name === name);
+  if (exact) return exact;
+  const first = instances.find((i) => i.service === name && i.index === 0);
+  if (first) return first;
+  const known = project.declared.includes(name) || project.services.includes(name);
+  throw new UserError(
+    `${known ? `${name} has not been created yet` : `no instance or service ${name} in project ${project.name}`}; ${describeInstances(instances)}`,
+  );
+}
+
+/** The instance's applied record, provided its VM is running; else a UserError saying what it is. */
+export function requireRunning(
+  info: InstanceInfo,
+  instances: readonly InstanceInfo[],
+): instance.AppliedRecord {
+  const { applied } = info.observed;
+  if (info.observed.pid !== undefined && info.state === 'running' && applied) return applied;
+  const hint =
+    info.state === 'paused'
+      ? 'resume it with holos up'
+      : info.observed.pid === undefined
+        ? `start it with holos start ${info.service}`
+        : 'holos up repairs it';
+  throw new UserError(`${info.name} is ${info.state}; ${hint} (${describeInstances(instances)})`);
+}
+
+/** Where and how to SSH into a running instance: its forwarded port, the project key, the pinned host key. */
+export async function sshTargetOf(
+  project: AccessProject,
+  applied: instance.AppliedRecord,
+  user?: string,
+): Promise<SshTarget> {
+  const key = await keypair.read(keypair.desired(project.layout));
+  if (!key)
+    throw new UserError(
+      `no SSH key for project ${project.name} in ${project.layout.sshDir}; holos up makes it`,
+    );
+  return {
+    port: applied.sshPort,
+    username: user ?? applied.spec.user,
+    privateKey: key.privateKey,
+    hostPublicKey: applied.hostPublicKey,
+  };
+}
+
+/** The named instance (or service's replica 0), which must be running, and its applied record. */
+export async function runningInstance(
+  project: AccessProject,
+  name: string,
+): Promise<{ info: InstanceInfo; applied: instance.AppliedRecord }> {
+  const instances = await listInstances(project.layout);
+  const info = await observeInstance(pickInstance(project, instances, name));
+  return { info, applied: requireRunning(info, instances) };
+}
