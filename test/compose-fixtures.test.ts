@@ -55,6 +55,9 @@ for (const name of readdirSync(examples, { withFileTypes: true })
   .map((d) => d.name)) {
   test(`example ${name} is valid`, () => {
     const result = validateComposeFile(join(examples, name, 'holos.yaml'));
-    assert.ok(result.ok, result.ok ? '' : result.problems.join('\n'));
+    // examples/demo runs the test image, which scripts/demo.sh links in as disk.qcow2: until
+    // then, the missing image must be its only problem.
+    const problems = result.ok ? [] : result.problems.filter((p) => !(name === 'demo' && p.includes('disk.qcow2')));
+    assert.deepEqual(problems, []);
   });
 }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The main job on a bundled example: builds the test image (cached), then runs
+# examples/demo with holos — up, ps, a request to the forwarded port, a command in a VM over
+# SSH, down — inside a private network namespace, so the VMs' multicast segment never touches
+# this host's interfaces. Needs root (the namespace, and the image build's loop devices).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+image=$(scripts/build-test-image.sh | tail -n 1)
+ln -sfn "$image" examples/demo/disk.qcow2
+
+ns="holos-demo-$$"
+export HOLOS_STATE_DIR="${HOLOS_STATE_DIR:-$(mktemp -d /tmp/holos-demo-state.XXXXXX)}"
+holos() { ip netns exec "$ns" node "$PWD/dist/cli.js" -f examples/demo/holos.yaml "$@"; }
+cleanup() {
+  holos down >/dev/null 2>&1 || true
+  ip netns delete "$ns" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip netns exec "$ns" ip link set lo up
+ip netns exec "$ns" ip route add 224.0.0.0/4 dev lo
+
+set -x
+holos up
+holos ps
+holos exec web -w 5m -- sh -c 'cloud-init status --wait >/dev/null; getent hosts db; cat /srv/index.html'
+ip netns exec "$ns" node -e 'fetch("http://127.0.0.1:8080/index.html").then((r) => r.text()).then((t) => process.stdout.write(t))'
+holos down
