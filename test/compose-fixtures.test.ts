@@ -57,7 +57,9 @@ for (const name of readdirSync(examples, { withFileTypes: true })
     const result = validateComposeFile(join(examples, name, 'holos.yaml'));
     // examples/demo runs the test image, which scripts/demo.sh links in as disk.qcow2: until
     // then, the missing image must be its only problem.
-    const problems = result.ok ? [] : result.problems.filter((p) => !(name === 'demo' && p.includes('disk.qcow2')));
+    const problems = result.ok
+      ? []
+      : result.problems.filter((p) => !(name === 'demo' && p.includes('disk.qcow2')));
     assert.deepEqual(problems, []);
   });
 }
