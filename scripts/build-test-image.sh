@@ -4,7 +4,8 @@
 #   scripts/build-test-image.sh               build (if not cached) and print the image path
 #   scripts/build-test-image.sh --print-path  print the path only, build nothing
 #
-# Debian packages only: debootstrap --variant=minbase, the cloud kernel, cloud-init (NoCloud
+# Debian packages only: debootstrap --variant=minbase, the generic kernel (the cloud flavour has
+# no 9p, which bind mounts need) without drivers a VM never loads, cloud-init (NoCloud
 # datasource only, networkd renderer), openssh-server, sudo; GRUB for BIOS boot on an MBR disk;
 # trimmed for boot speed under TCG. The result is a compressed qcow2, cached at a path keyed by
 # the hash of this file, with the guest kernel next to it (<stem>.vmlinuz) for the harness's
@@ -221,13 +222,21 @@ in_root() { chroot "$mnt" env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 PATH
 log "installing kernel, systemd, cloud-init, openssh-server"
 in_root apt-get update -q >"$work/apt.log" 2>&1 || { tail -n 40 "$work/apt.log"; exit 1; }
 packages=(
-  linux-image-cloud-amd64 initramfs-tools zstd grub-pc-bin grub2-common
+  linux-image-amd64 initramfs-tools zstd grub-pc-bin grub2-common
   systemd systemd-sysv udev systemd-resolved
   cloud-init cloud-guest-utils fdisk
   openssh-server sudo iproute2 e2fsprogs netbase
 )
 in_root apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io "${packages[@]}" >>"$work/apt.log" 2>&1 \
   || { tail -n 40 "$work/apt.log"; log "apt-get install failed"; exit 1; }
+
+# Drivers for hardware a VM does not have: 300 MB of modules the image need not carry.
+for dir in sound drivers/gpu drivers/media drivers/net/wireless drivers/infiniband drivers/staging \
+  drivers/bluetooth net/bluetooth net/wireless net/mac80211 drivers/iio drivers/isdn drivers/net/can \
+  drivers/input/touchscreen drivers/hwmon drivers/mtd drivers/comedi; do
+  rm -rf "$mnt"/lib/modules/*/kernel/"$dir"
+done
+for version in "$mnt"/lib/modules/*; do in_root depmod -a "${version##*/}"; done
 
 # --- configuration -----------------------------------------------------------------------------
 log "configuring"
