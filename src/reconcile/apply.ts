@@ -204,6 +204,10 @@ export async function applyInstances(plan: Plan, ctx: ApplyContext): Promise<voi
   };
   const services = [...new Set(bringUp.map(serviceOf))].filter((s): s is string => s !== undefined);
   await Promise.allSettled(services.map(serviceReady));
+  // A service others depend on comes back healthy even when none of them has work to do
+  // (db restarted alone): the gate runs once per service, failures recorded by it.
+  const dependedOn = services.filter((s) => project.services.some((o) => o.spec.depends_on.includes(s)));
+  await Promise.allSettled(dependedOn.map(gate));
   await queue.onIdle();
   if (failures.length > 0)
     throw new UserError(failures.map((f) => `${f.instance}: ${f.error.message}`).join('\n'));

@@ -861,29 +861,18 @@ export async function netnsHttpGet(ns: Netns, port: number, path = '/'): Promise
 
 export type { SshClient };
 
-/** What a TCP server on 127.0.0.1:`port` inside the namespace says first (a line), or ''. */
+/**
+ * What a TCP server on 127.0.0.1:`port` inside the namespace says first (a line), or ''.
+ * Bash's /dev/tcp, so a refused or reset connection (QEMU's user-mode forward before the guest
+ * listens) costs no node process and prints nothing.
+ */
 export async function netnsReadBanner(ns: Netns, port: number, timeoutMs = 5_000): Promise<string> {
-  const stream = netnsConnect(ns, port);
-  let data = '';
-  try {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      stream.on('data', (chunk: Buffer) => {
-        data += chunk.toString('latin1');
-        if (data.includes('\n')) done();
-      });
-      stream.on('error', done);
-      stream.on('end', done);
-      stream.on('close', done);
-    });
-  } finally {
-    stream.destroy();
-  }
-  return data;
+  const seconds = String(Math.max(1, Math.ceil(timeoutMs / 1000)));
+  const script = 'exec 3<>"/dev/tcp/127.0.0.1/$0" && head -n 1 <&3';
+  const result = await ns.exec('timeout', [seconds, 'bash', '-c', script, String(port)], {
+    timeoutMs: timeoutMs + 5_000,
+  });
+  return result.stdout;
 }
 
 /**
