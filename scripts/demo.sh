@@ -24,5 +24,9 @@ set -x
 holos up
 holos ps
 holos exec web -w 5m -- sh -c 'cloud-init status --wait >/dev/null; getent hosts db; cat /srv/index.html'
-ip netns exec "$ns" node -e 'fetch("http://127.0.0.1:8080/index.html").then((r) => r.text()).then((t) => process.stdout.write(t))'
+ip netns exec "$ns" node -e '
+  fetch("http://127.0.0.1:8080/index.html").then(async (r) => {
+    console.log(`GET 127.0.0.1:8080/index.html: ${r.status} ${JSON.stringify(await r.text())}`);
+    if (!r.ok) process.exit(1);
+  });'
 holos down
