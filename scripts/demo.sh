@@ -24,9 +24,26 @@ set -x
 holos up
 holos ps
 holos exec web -w 5m -- sh -c 'cloud-init status --wait >/dev/null; getent hosts db; cat /srv/index.html'
+# The server starts as cloud-init finishes; QEMU's port forward accepts (and drops) connections
+# before it listens, so the request is retried for a while.
+# The server starts as cloud-init finishes; QEMU's port forward accepts (and drops) connections
+# before it listens, so the request is retried for a minute. The interval keeps node alive
+# while undici waits on a dropped connection.
 ip netns exec "$ns" node -e '
-  fetch("http://127.0.0.1:8080/index.html").then(async (r) => {
-    console.log(`GET 127.0.0.1:8080/index.html: ${r.status} ${JSON.stringify(await r.text())}`);
-    if (!r.ok) process.exit(1);
-  });'
+  const url = "http://127.0.0.1:8080/index.html";
+  const alive = setInterval(() => {}, 1_000);
+  (async () => {
+    let last = "no answer";
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+      try {
+        const response = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+        last = `${response.status} ${JSON.stringify(await response.text())}`;
+        if (response.ok) return console.log(`GET ${url}: ${last}`);
+      } catch (error) {
+        last = error.cause?.message ?? error.message;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+    throw new Error(`GET ${url}: ${last}`);
+  })().then(() => clearInterval(alive), (error) => { console.error(error.message); process.exit(1); });'
 holos down
