@@ -371,7 +371,8 @@ test('logs through the CLI: -p without a compose file; colour only on a terminal
       'logs',
       'web',
     ]);
-    const { NO_COLOR: _n, FORCE_COLOR: _f, ...inherited } = process.env;
+    // Without CI too: node counts a terminal under an unknown CI as having no colours.
+    const { NO_COLOR: _n, FORCE_COLOR: _f, CI: _c, ...inherited } = process.env;
     const childEnv = { ...inherited, ...env, HOLOS_FILE: '', TERM: 'xterm', ...extra };
     return spawnSync('script', ['-q', '-e', '-c', command, '/dev/null'], { env: childEnv, encoding: 'utf8' })
       .stdout;
