@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { firstBootRepair, mountCommand, renderSeed } from '../src/cloudinit/render.js';
+import { mountCommand, renderSeed } from '../src/cloudinit/render.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { shellQuote } from '../src/util/shell.js';
 import { loadText } from './support/compose.js';
@@ -93,7 +93,7 @@ test('user-data: user with sudo and both keys, pinned host key, no password, use
   assert.equal(files[1]!.content, 'ssh_pwauth: no\nport: 22:22\n');
   assert.equal(files[1]!.permissions, '0600');
   assert.equal(files[2]!.content, 'on');
-  assert.deepEqual(data.bootcmd, [firstBootRepair, 'echo early']);
+  assert.deepEqual(data.bootcmd, ['echo early']);
   assert.deepEqual(data.runcmd, ['echo one', ['echo', 'two']]);
   assert.deepEqual(
     Object.keys(data).filter((k) => ['packages', 'write_files', 'bootcmd', 'runcmd'].includes(k)),
@@ -110,13 +110,12 @@ test('/etc/hosts lists every instance, services by replica 0, IPs in numeric ord
   );
 });
 
-test('catalog images default to their cloud user; bootcmd: the first-boot repair, then mounts', () => {
+test('catalog images default to their cloud user; mounts come first in bootcmd', () => {
   const data = read11(seedOf(demo, 'web-0')['user-data']) as { users: { name: string }[]; bootcmd: string[] };
   assert.equal(data.users[0]!.name, 'debian');
-  assert.equal(data.bootcmd.length, 3);
-  assert.equal(data.bootcmd[0], firstBootRepair);
-  assert.match(data.bootcmd[1]!, /9p trans=virtio/);
-  assert.match(data.bootcmd[2]!, /mkfs\.ext4 -q -F -L data \/dev\/disk\/by-id\/virtio-vol-data/);
+  assert.equal(data.bootcmd.length, 2);
+  assert.match(data.bootcmd[0]!, /9p trans=virtio/);
+  assert.match(data.bootcmd[1]!, /mkfs\.ext4 -q -F -L data \/dev\/disk\/by-id\/virtio-vol-data/);
 });
 
 test('shell quoting survives quotes, spaces, $() and newlines in a real shell', () => {

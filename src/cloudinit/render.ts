@@ -82,15 +82,6 @@ export function mountCommand(mount: ResolvedMount): string {
   return steps.join(' && ');
 }
 
-/**
- * A first boot cut short by a hard power-off (a stop that ran out of grace while the guest was
- * still booting) can leave cloud-init's "ssh done" semaphore on disk but not the host key it
- * wrote (ext4 delayed allocation): sshd would never start again. bootcmd runs every boot before
- * the per-instance modules, so dropping their semaphores then makes this boot the first again.
- */
-export const firstBootRepair =
-  'if [ -e /var/lib/cloud/instance/sem/config_ssh ] && [ ! -s /etc/ssh/ssh_host_ed25519_key ]; then rm -f /var/lib/cloud/instance/sem/config_*; fi';
-
 export function renderUserData(
   project: ResolvedProject,
   service: ResolvedService,
@@ -128,7 +119,7 @@ export function renderUserData(
       ...init.write_files,
     ],
     // Mounts go first in bootcmd: every boot, idempotent, and before the user's commands need them.
-    bootcmd: [firstBootRepair, ...service.mounts.map(mountCommand), ...init.bootcmd],
+    bootcmd: [...service.mounts.map(mountCommand), ...init.bootcmd],
     runcmd: init.runcmd,
   };
   return `#cloud-config\n${yaml11(config)}`;
