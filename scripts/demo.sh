@@ -9,11 +9,17 @@ image=$(scripts/build-test-image.sh | tail -n 1)
 ln -sfn "$image" examples/demo/disk.qcow2
 
 ns="holos-demo-$$"
-export HOLOS_STATE_DIR="${HOLOS_STATE_DIR:-$(mktemp -d /tmp/holos-demo-state.XXXXXX)}"
+# A state dir of its own unless given one; removed at the end with the demo's volume and keys.
+own_state=
+if [[ -z "${HOLOS_STATE_DIR:-}" ]]; then
+  own_state=$(mktemp -d /tmp/holos-demo-state.XXXXXX)
+  export HOLOS_STATE_DIR="$own_state"
+fi
 holos() { ip netns exec "$ns" node "$PWD/dist/cli.js" -f examples/demo/holos.yaml "$@"; }
 cleanup() {
   holos down >/dev/null 2>&1 || true
   ip netns delete "$ns" 2>/dev/null || true
+  if [[ -n "$own_state" ]]; then rm -rf "$own_state"; fi
 }
 trap cleanup EXIT
 ip netns add "$ns"
