@@ -1,7 +1,7 @@
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ResolvedProject } from '../compose/resolve.js';
 import { UserError } from '../errors.js';
+import { exists } from '../util/fs.js';
 import type { Action, Target } from './types.js';
 
 // Base images: a local file named in the compose file, or a catalog image in the cache.
@@ -33,10 +33,7 @@ export function desired(project: ResolvedProject, stateDir: string): Map<string,
 
 export async function observe(spec: ImageSpec): Promise<ImageObserved> {
   return {
-    exists: await access(spec.path).then(
-      () => true,
-      () => false,
-    ),
+    exists: await exists(spec.path),
   };
 }
 

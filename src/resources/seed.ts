@@ -3,9 +3,8 @@ import { basename, dirname, join } from 'node:path';
 import type { ResolvedProject, ResolvedService, ResolvedInstance } from '../compose/resolve.js';
 import { buildSeedIso, seedHash, type SeedFile } from '../cloudinit/iso.js';
 import { renderSeed, type SeedKeys } from '../cloudinit/render.js';
-import { writeAtomically } from '../util/fs.js';
+import { exists, writeAtomically } from '../util/fs.js';
 import type { Action, Target } from './types.js';
-import { access } from 'node:fs/promises';
 
 // The cloud-init NoCloud seed of an instance, named by the hash of its content.
 
@@ -45,10 +44,7 @@ export function desired(
 
 export async function observe(spec: SeedSpec): Promise<SeedObserved> {
   return {
-    exists: await access(spec.path).then(
-      () => true,
-      () => false,
-    ),
+    exists: await exists(spec.path),
   };
 }
 

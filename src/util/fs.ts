@@ -1,4 +1,4 @@
-import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, chmod, readFile, rename, writeFile } from 'node:fs/promises';
 
 // Records are written so that a crash leaves either the old file or the new one, never half.
 
@@ -34,5 +34,12 @@ export async function readJson<T>(path: string): Promise<T | undefined> {
     return undefined;
   }
 }
+
+/** Whether the path can be reached (a broken link or an unreadable directory says no). */
+export const exists = (path: string): Promise<boolean> =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
 
 export const isMissing = (error: unknown) => (error as NodeJS.ErrnoException).code === 'ENOENT';
