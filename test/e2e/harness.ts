@@ -20,9 +20,10 @@ import { isOurQemu, readPid } from '../../src/observe/process.js';
 import { escapeOption } from '../../src/qemu/argv.js';
 import { freePort } from '../../src/observe/ports.js';
 import { QmpClient } from '../../src/observe/qmp.js';
+import { execCollect, publicKeyBlob } from '../../src/ssh/exec.js';
 
 // ssh2 is CommonJS: named imports crash at run time.
-const { Client, utils } = ssh2;
+const { Client } = ssh2;
 type SshClient = InstanceType<typeof Client>;
 
 export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
@@ -674,13 +675,6 @@ export interface SshOptions {
   timeoutMs?: number;
 }
 
-/** The SSH wire blob of an OpenSSH public key line. */
-export function publicKeyBlob(publicKeyLine: string): Buffer {
-  const parsed = utils.parseKey(publicKeyLine);
-  if (parsed instanceof Error) throw parsed;
-  return parsed.getPublicSSH();
-}
-
 /** Connects once; rejects on any error, including a host key that is not the pinned one. */
 export function sshConnect(opts: SshOptions): Promise<SshClient> {
   const pinned = opts.hostPublicKey === undefined ? undefined : publicKeyBlob(opts.hostPublicKey);
@@ -728,34 +722,16 @@ export async function sshConnectRetry(opts: SshOptions, timeoutMs = BOOT_TIMEOUT
   }
 }
 
-/** Runs a command over an open connection. */
-export function sshExec(client: SshClient, command: string, timeoutMs = BOOT_TIMEOUT_MS): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    client.exec(command, (error, channel) => {
-      if (error) {
-        reject(error);
-        return;
-      }
-      let stdout = '';
-      let stderr = '';
-      let code: number | null = null;
-      let sig: NodeJS.Signals | null = null;
-      const timer = setTimeout(() => {
-        channel.close();
-        reject(new Error(`ssh: ${command}: no exit within ${timeoutMs / 1000}s`));
-      }, timeoutMs);
-      channel.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
-      channel.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-      channel.on('exit', (exitCode: number | null, signalName?: string) => {
-        code = exitCode;
-        sig = signalName ? (`SIG${signalName}` as NodeJS.Signals) : null;
-      });
-      channel.on('close', () => {
-        clearTimeout(timer);
-        resolve({ code, signal: sig, stdout, stderr });
-      });
-    });
+/** Runs a command over an open connection (the product's execCollect, in RunResult's shape). */
+export async function sshExec(
+  client: SshClient,
+  command: string,
+  timeoutMs = BOOT_TIMEOUT_MS,
+): Promise<RunResult> {
+  const result = await execCollect(client, command, timeoutMs).catch((error: unknown) => {
+    throw new Error(`ssh: ${command}: ${(error as Error).message}`, { cause: error });
   });
+  return { ...result, signal: result.signal ? (`SIG${result.signal}` as NodeJS.Signals) : null };
 }
 
 // ---------------------------------------------------------------------------------------------
