@@ -38,6 +38,9 @@ import {
   type RunResult,
   type SshClient,
 } from './harness.js';
+import type { Stamped } from '../../src/reconcile/events.js';
+import type { InstanceStatus } from '../../src/reconcile/status.js';
+import type { Action } from '../../src/resources/types.js';
 
 // This host's KVM hangs guests; the product's probe would find that out too, at a cost.
 process.env.HOLOS_ACCEL ??= 'tcg';
@@ -46,41 +49,6 @@ const project = 'stack';
 /** The login user holos creates for a local image without cloud_init.user. */
 const user = 'ubuntu';
 const shareFile = 'hello.txt';
-
-interface PsInstance {
-  project: string;
-  service: string;
-  instance: string;
-  state: string;
-  health: string;
-  pid: number | null;
-  ip: string | null;
-  ssh_port: number | null;
-  ports: { host_ip: string; host_port: number; guest_port: number; protocol: string }[];
-  started_at: string | null;
-}
-
-interface PlanAction {
-  kind: string;
-  name: string;
-  verb: string;
-  reason: string;
-  instance?: string;
-  service?: string;
-}
-
-interface HolosEvent {
-  schema_version: 1;
-  time: string;
-  type: string;
-  phase?: string;
-  instance?: string;
-  service?: string;
-  message?: string;
-  actions?: number;
-  action?: PlanAction;
-  duration_ms?: number;
-}
 
 interface StackShape {
   webMemory: number;
@@ -136,18 +104,22 @@ function stackYaml(image: string, shape: StackShape): string {
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
-const parseEvents = (stdout: string): HolosEvent[] =>
+const parseEvents = (stdout: string): Stamped[] =>
   stdout
     .split('\n')
     .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as HolosEvent);
-const instanceActions = (actions: PlanAction[]) =>
+    .map((line) => JSON.parse(line) as Stamped);
+const instanceActions = (actions: Action[]) =>
   actions
     .filter((a) => a.kind === 'instance')
     .map((a) => `${a.verb} ${a.name}`)
     .sort();
-const stepsOf = (events: HolosEvent[], instance: string) =>
-  events.filter((e) => e.type === 'step' && e.instance === instance).map((e) => e.message ?? '');
+type ActionEvent = Extract<Stamped, { type: 'action' }>;
+/** The actions holos finished, in the order it finished them. */
+const actionsDone = (events: Stamped[]) =>
+  events.filter((e): e is ActionEvent => e.type === 'action' && e.phase === 'done');
+const stepsOf = (events: Stamped[], instance: string) =>
+  events.flatMap((e) => (e.type === 'step' && e.instance === instance ? [e.message] : []));
 const isQemuOf = (pid: number, marker: string) => {
   try {
     const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -203,14 +175,14 @@ e2eTest(
       const ps = async () => {
         const out = JSON.parse((await holosOk(['ps', '--format', 'json'])).stdout) as {
           schema_version: number;
-          instances: PsInstance[];
+          instances: InstanceStatus[];
         };
         assert.equal(out.schema_version, 1);
         return new Map(out.instances.map((i) => [i.instance, i]));
       };
       const planJson = async () =>
-        JSON.parse((await holosOk(['plan', '--json'])).stdout) as { actions: PlanAction[] };
-      const pidOf = (rows: Map<string, PsInstance>, name: string) => {
+        JSON.parse((await holosOk(['plan', '--json'])).stdout) as { actions: Action[] };
+      const pidOf = (rows: Map<string, InstanceStatus>, name: string) => {
         const pid = rows.get(name)?.pid;
         assert.ok(typeof pid === 'number', `${name} has no pid: ${JSON.stringify(rows.get(name))}`);
         return pid;
@@ -302,7 +274,7 @@ e2eTest(
           await handle.close();
         }
       };
-      const assertGracefulStops = (events: HolosEvent[], names: string[]) => {
+      const assertGracefulStops = (events: Stamped[], names: string[]) => {
         for (const name of names) {
           const steps = stepsOf(events, name);
           assert.ok(
@@ -316,11 +288,11 @@ e2eTest(
         }
       };
       /** Each instance action with its duration, and how its QEMU went down. */
-      const stopSummary = (events: HolosEvent[]) =>
-        events
-          .filter((e) => e.type === 'action' && e.phase === 'done' && e.action?.kind === 'instance')
+      const stopSummary = (events: Stamped[]) =>
+        actionsDone(events)
+          .filter((e) => e.action.kind === 'instance')
           .map((e) => {
-            const name = e.action!.name;
+            const name = e.action.name;
             const steps = stepsOf(events, name);
             const how = steps.some((m) => /SIGKILL/.test(m))
               ? 'SIGKILL'
@@ -329,7 +301,7 @@ e2eTest(
                 : steps.length > 0
                   ? 'ACPI'
                   : 'no stop';
-            return `${name} ${e.action!.verb} ${seconds(e.duration_ms ?? 0)} (${how})`;
+            return `${name} ${e.action.verb} ${seconds(e.duration_ms ?? 0)} (${how})`;
           })
           .join(', ');
 
@@ -397,13 +369,8 @@ e2eTest(
             `${web}'s first action (#${first}) comes before db-0 is healthy (#${healthy})`,
           );
           assert.ok(
-            events.some(
-              (e) =>
-                e.type === 'action' &&
-                e.phase === 'done' &&
-                e.action?.kind === 'instance' &&
-                e.action.instance === web &&
-                e.action.verb === 'create',
+            actionsDone(events).some(
+              (e) => e.action.kind === 'instance' && e.action.instance === web && e.action.verb === 'create',
             ),
             `${web} was not created`,
           );
@@ -418,13 +385,9 @@ e2eTest(
         );
         pids = new Map([...rows.keys()].map((name) => [name, pidOf(rows, name)]));
 
-        const at = (e: HolosEvent) => Date.parse(e.time) - started;
-        const web0Started = events.find(
-          (e) =>
-            e.type === 'action' &&
-            e.phase === 'done' &&
-            e.action?.kind === 'instance' &&
-            e.action.instance === 'web-0',
+        const at = (e: Stamped) => Date.parse(e.time) - started;
+        const web0Started = actionsDone(events).find(
+          (e) => e.action.kind === 'instance' && e.action.instance === 'web-0',
         )!;
         figure(st, `up returned after ${seconds(upMs)} (db-0 healthy at ${seconds(at(events[healthy]!))})`);
         const db = await dbBanner;
@@ -597,7 +560,10 @@ e2eTest(
         const stop = await holosOk(['stop', 'web', '--json']);
         const events = parseEvents(stop.stdout);
         figure(st, `stop web: ${stopSummary(events)}`);
-        assert.ok(!events.some((e) => e.action?.instance === 'db-0'), 'stop web leaves db alone');
+        assert.ok(
+          !events.some((e) => e.type === 'action' && e.action.instance === 'db-0'),
+          'stop web leaves db alone',
+        );
         let rows = await ps();
         for (const name of web) {
           assert.equal(rows.get(name)!.state, 'stopped');
@@ -608,9 +574,8 @@ e2eTest(
         assert.equal(pidOf(rows, 'db-0'), pids.get('db-0'));
         const start = await holosOk(['start', 'web', '--json']);
         assert.deepEqual(
-          parseEvents(start.stdout)
-            .filter((e) => e.type === 'action' && e.phase === 'done')
-            .map((e) => `${e.action!.verb} ${e.action!.name}`)
+          actionsDone(parseEvents(start.stdout))
+            .map((e) => `${e.action.verb} ${e.action.name}`)
             .sort(),
           ['start web-0', 'start web-1'],
         );
