@@ -15,7 +15,7 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 
 const program = new Command('holos')
   .description('docker compose for QEMU/KVM: a stack of VMs from one holos.yaml')
-  .version(version, '-v, --version')
+  .version(version, '-V, --version')
   .option('-f, --file <path>', 'compose file (default: $HOLOS_FILE, else holos.yaml or holos.yml here)')
   .option('-p, --project-name <name>', 'project name (default: name: in the file, else its directory name)')
   .option(
