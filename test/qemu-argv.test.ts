@@ -33,7 +33,7 @@ services:
     replicas: 2
     depends_on: [db]
     ports: ["8080:80", "53/udp"]
-    volumes: ["./www:/srv/www:ro", "data:/var/lib/data"]
+    volumes: ["./www:/srv/www:ro", "data:/var/lib/data:ro"]
 volumes:
   data: { size: 1G }
 `;
@@ -65,7 +65,7 @@ test('the full command line of web-1 in the demo project', () => {
     '-device', 'virtio-blk-pci,drive=root,bootindex=1',
     '-drive', `id=seed,if=none,format=raw,readonly=on,file=${wd}/seed-0123abcd.iso`,
     '-device', 'virtio-blk-pci,drive=seed',
-    '-drive', `id=vol-data,if=none,format=qcow2,file=${wd}/vol-data.qcow2,cache=writeback,discard=unmap`,
+    '-drive', `id=vol-data,if=none,format=qcow2,file=${wd}/vol-data.qcow2,cache=writeback,discard=unmap,readonly=on`,
     '-device', 'virtio-blk-pci,drive=vol-data,serial=vol-data',
     '-netdev', 'user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:8081-:80,hostfwd=udp:127.0.0.1:41000-:53',
     '-device', `virtio-net-pci,netdev=net0,mac=${instance.userMac}`,

@@ -14,7 +14,7 @@ services:
     replicas: 2
     depends_on: [db]
     ports: ["8080:80", "9000/udp"]
-    volumes: ["./www:/srv/www:ro", "data:/var/lib/data"]
+    volumes: ["./www:/srv/www:ro", "data:/var/lib/data:ro"]
 volumes:
   data: { size: 1G }
 `;

@@ -99,12 +99,16 @@ function checkCycles(input: CheckInput): Issue[] {
 function checkMounts(name: string, service: Service, input: CheckInput): Issue[] {
   const declared = [...input.volumeNames];
   const targets = new Set<string>();
+  const volumes = new Set<string>();
   return service.volumes.flatMap((mount, i) => {
     const path = ['services', name, 'volumes', i];
     const issues: Issue[] = [];
     if (targets.has(mount.target))
       issues.push(at(path, `${mount.target} is already a mount target of this service`));
     targets.add(mount.target);
+    if (mount.type === 'volume' && volumes.has(mount.source))
+      issues.push(at(path, `volume "${mount.source}" is already mounted by this service; mount it once`));
+    if (mount.type === 'volume') volumes.add(mount.source);
     if (mount.type === 'volume' && !input.volumeNames.has(mount.source)) {
       const guess = closest(mount.source, declared);
       const hint = guess ? `did you mean "${guess}"? ` : '';
@@ -117,6 +121,37 @@ function checkMounts(name: string, service: Service, input: CheckInput): Issue[]
     }
     return issues;
   });
+}
+
+/**
+ * A named volume is one disk: QEMU lets one VM write it (it locks the file), and two writers
+ * would corrupt its file system anyway. So a volume several VMs attach must be read-only in
+ * every one of them; caught here, before anything starts, instead of by QEMU's lock at `up`.
+ */
+function checkSharedVolumes(input: CheckInput): Issue[] {
+  const uses = new Map<string, { path: Issue['path']; readOnly: boolean; vms: string[] }[]>();
+  for (const [name, service] of input.services)
+    service.volumes.forEach((mount, i) => {
+      if (mount.type !== 'volume' || service.replicas === 0) return;
+      const vms = Array.from({ length: service.replicas }, (_, r) => `${name}-${r}`);
+      const list = uses.get(mount.source) ?? [];
+      list.push({ path: ['services', name, 'volumes', i], readOnly: mount.readOnly, vms });
+      uses.set(mount.source, list);
+    });
+  const issues: Issue[] = [];
+  for (const [volume, list] of uses) {
+    const vms = [...new Set(list.flatMap((u) => u.vms))];
+    if (vms.length < 2) continue;
+    const shown = vms.length > 4 ? `${vms.slice(0, 4).join(', ')}, …` : vms.join(', ');
+    for (const use of list.filter((u) => !u.readOnly))
+      issues.push(
+        at(
+          use.path,
+          `volume "${volume}" is attached to ${vms.length} VMs (${shown}) and mounted read-write here; a disk can be written by one VM only: add :ro to every mount of it, or give each VM its own volume`,
+        ),
+      );
+  }
+  return issues;
 }
 
 interface PortClaim {
@@ -216,6 +251,7 @@ export function crossChecks(input: CheckInput): Issue[] {
   return [
     ...perService,
     ...checkCycles(input),
+    ...checkSharedVolumes(input),
     ...checkPorts(input),
     ...checkDevices(input),
     ...checkInstanceCount(input),
