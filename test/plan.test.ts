@@ -92,6 +92,7 @@ function freshHost(wanted: Desired): Observed {
     seeds: perInstance(wanted, () => ({ exists: false })),
     instances: perInstance(wanted, () => ({})),
     strays: {},
+    volumesOnDisk: [],
   };
 }
 
@@ -128,6 +129,7 @@ function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
         .filter((d) => !wanted.instances.some((w) => w.resolved.name === d.resolved.name))
         .map((d) => [d.resolved.name, runningInstance(d)]),
     ),
+    volumesOnDisk: applied.volumes.map((v) => v.name),
   };
 }
 

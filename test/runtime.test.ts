@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
@@ -16,6 +26,7 @@ import * as instance from '../src/resources/instance.js';
 import * as keypair from '../src/resources/keypair.js';
 import { projectLayout, type InstanceLayout } from '../src/resources/layout.js';
 import * as overlay from '../src/resources/overlay.js';
+import type { OverlaySpec } from '../src/resources/overlay.js';
 import * as seed from '../src/resources/seed.js';
 import * as volume from '../src/resources/volume.js';
 import { loadText } from './support/compose.js';
@@ -45,6 +56,19 @@ function newInstance(): InstanceLayout {
   const files = layout.instance(`vm-${instances++}`);
   mkdirSync(files.dir, { recursive: true });
   return files;
+}
+
+/** The root disk of a new instance directory on `base`. */
+function overlaySpec(instance: string, base: ImageSpec, size?: number): OverlaySpec {
+  const files = newInstance();
+  return {
+    instance,
+    path: files.overlay,
+    base,
+    size,
+    baseRecord: files.diskBase,
+    digestCache: layout.digestCache,
+  };
 }
 
 /** Every QEMU a test starts, so that none outlives the tests. */
@@ -257,7 +281,7 @@ test('overlay.create and overlay.observe agree with qemu-img, also when disk_siz
     [rawBase, undefined],
     [rawBase, 96 * MiB],
   ] as const) {
-    const spec = { instance: 'vm', path: join(newInstance().dir, 'disk.qcow2'), base, size };
+    const spec = overlaySpec('vm', base, size);
     const label = `${base.format} base, size ${size}`;
     await overlay.create(spec, 'qemu-img');
     const seen = await overlay.observe(spec);
@@ -280,7 +304,7 @@ test('overlay.diff: no disk → create, another base → recreate; create starts
   if (!needsTools(t)) return;
   const oldBase = baseImage('old.qcow2', 'qcow2');
   const newBase = baseImage('new.qcow2', 'qcow2');
-  const spec = { instance: 'vm-x', path: join(newInstance().dir, 'disk.qcow2'), base: oldBase };
+  const spec = overlaySpec('vm-x', oldBase);
   assert.deepEqual(overlay.diff(spec, await overlay.observe(spec), 'running'), [
     { kind: 'overlay', name: 'vm-x', instance: 'vm-x', verb: 'create', reason: 'no root disk' },
   ]);
@@ -305,6 +329,49 @@ test('overlay.diff: no disk → create, another base → recreate; create starts
   assert.equal(holdsPattern(spec.path, 0), true);
   assert.equal(backingChain(spec.path)[0]!['backing-filename'], newBase.path);
   assert.equal(holdsPattern(oldBase.path, 0), true);
+});
+
+test('overlay: a base that moved (renamed, or copied and deleted) is rebased with the data kept', async (t) => {
+  if (!needsTools(t)) return;
+  const base = baseImage('moving.qcow2', 'qcow2');
+  const spec = overlaySpec('vm-m', base);
+  await overlay.create(spec, 'qemu-img');
+  writePattern(spec.path, 0xcd);
+  const inode = statSync(spec.path).ino;
+  const rebased = async (to: string, how: string) => {
+    const moved = { ...spec, base: { ...base, path: to } };
+    const seen = await overlay.observe(moved);
+    assert.equal(seen.base, 'same', how);
+    assert.deepEqual(overlay.diff(moved, seen, 'running'), [
+      {
+        kind: 'overlay',
+        name: 'vm-m',
+        instance: 'vm-m',
+        verb: 'rebase',
+        reason: `the base image moved from ${seen.backingFile} to ${to}; same file`,
+      },
+    ]);
+    await overlay.rebase(moved, 'qemu-img');
+    assert.deepEqual(overlay.diff(moved, await overlay.observe(moved), 'running'), [], how);
+    assert.equal(backingChain(spec.path)[0]!['backing-filename'], to, how);
+    assert.equal(statSync(spec.path).ino, inode, `${how}: the same disk`);
+    assert.equal(holdsPattern(spec.path, 0xcd), true, `${how}: its data kept`);
+    return moved;
+  };
+  // A rename: the same inode.
+  const renamed = join(dirname(base.path), 'renamed.qcow2');
+  renameSync(base.path, renamed);
+  const first = await rebased(renamed, 'renamed');
+  // A copy to another file, the original gone: the same size and digest.
+  const copied = join(dirname(base.path), 'copied.qcow2');
+  copyFileSync(renamed, copied);
+  rmSync(renamed);
+  await rebased(copied, 'copied');
+  // While the old file is still there, another path is another image: recreate.
+  const other = baseImage('other.qcow2', 'qcow2');
+  const seen = await overlay.observe({ ...first, base: other });
+  assert.equal(seen.base, 'other');
+  assert.equal(overlay.diff({ ...first, base: other }, seen, 'running')[0]!.verb, 'recreate');
 });
 
 test('volume.create makes a qcow2 of the size once, and never shrinks or replaces it', async (t) => {

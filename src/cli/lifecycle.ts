@@ -31,54 +31,102 @@ async function chooseServices(all: string[], named: string[]): Promise<string[]>
   return named.length > 0 ? named : all;
 }
 
+interface MutateExtra {
+  showStatus?: boolean;
+  /** Record the named services as stopped (true) or not (false), for watch. */
+  stopped?: boolean;
+  /** `up --take-over`. */
+  takeOver?: boolean;
+  /** `down <project>`: a project of the state dir, without its compose file. */
+  project?: string;
+  /** `down`: forget the project afterwards; with `--volumes`, its volumes, keys and record too. */
+  forget?: { volumes: boolean };
+}
+
+/**
+ * The project a verb acts on: the compose file's, or (`down <project>`) one known only from the
+ * state dir. `open` reads its record; changing verbs call it under the project's lock.
+ */
+async function projectOf(
+  globals: GlobalOptions,
+  extra: MutateExtra,
+): Promise<{
+  services: string[];
+  layout: import('../resources/layout.js').ProjectLayout;
+  open: () => Promise<import('../reconcile/converge.js').Session>;
+}> {
+  const { stateDirOf } = await import('./context.js');
+  const stateDir = stateDirOf(globals);
+  if (extra.project !== undefined) {
+    const { UserError } = await import('../errors.js');
+    const { emptyProject, projectsIn } = await import('../reconcile/project.js');
+    const name = extra.project;
+    const known = await projectsIn(stateDir);
+    if (!known.includes(name))
+      throw new UserError(
+        `no project ${name} in ${stateDir}${known.length > 0 ? ` (projects: ${known.join(', ')})` : ''}`,
+      );
+    const session = emptyProject(name, stateDir);
+    return { services: [], layout: session.layout, open: () => Promise.resolve(session) };
+  }
+  const { loadCompose } = await import('../compose/load.js');
+  const { openLoaded } = await import('../reconcile/converge.js');
+  const { projectLayout } = await import('../resources/layout.js');
+  const loaded = loadCompose({ cwd: process.cwd(), file: globals.file, projectName: globals.projectName });
+  return {
+    services: Object.keys(loaded.compose.services),
+    layout: projectLayout(stateDir, loaded.project),
+    open: () => openLoaded(stateDir, loaded, { takeOver: extra.takeOver }),
+  };
+}
+
 async function mutate(
   globals: GlobalOptions,
   options: MutateOptions,
   named: string[],
   targetsFor: TargetsFor,
-  extra: { showStatus?: boolean; stopped?: boolean } = {},
+  extra: MutateExtra = {},
 ): Promise<void> {
-  const { stateDirOf, createLogger } = await import('./context.js');
-  const { openProject, planSession, converge } = await import('../reconcile/converge.js');
+  const { createLogger } = await import('./context.js');
+  const { planSession, converge } = await import('../reconcile/converge.js');
   const { acquireLock } = await import('../reconcile/lock.js');
   const { stamp } = await import('../reconcile/events.js');
   const { eventPrinter, formatPlan } = await import('./output.js');
-  const session = await openProject(stateDirOf(globals), {
-    cwd: process.cwd(),
-    file: globals.file,
-    projectName: globals.projectName,
-  });
-  const services = await chooseServices(
-    session.project.services.map((s) => s.name),
-    named,
-  );
+  const target = await projectOf(globals, extra);
+  const services = await chooseServices(target.services, named);
   const targets = targetsFor(services);
+  const logger = await createLogger(globals);
+  const warn = (message: string) => {
+    logger.warn(message);
+    if (!options.json) console.error(`holos: warning: ${message}`);
+  };
   if (options.dryRun) {
+    const session = await target.open();
+    if (session.notice) warn(session.notice);
     const { plan } = await planSession(session, targets);
     console.log(options.json ? JSON.stringify(plan) : formatPlan(plan));
     return;
   }
-  const logger = await createLogger(globals);
   const print = eventPrinter(options.json ?? false);
   const emit: Parameters<typeof converge>[2]['emit'] = (event) => {
     logger.info(stamp(event), event.type);
     print(event);
   };
-  const warn = (message: string) => {
-    logger.warn(message);
-    if (!options.json) console.error(`holos: warning: ${message}`);
-  };
-  const lock = await acquireLock(session.layout.lock, session.project.name, {
+  const project = target.layout.project;
+  const lock = await acquireLock(target.layout.lock, project, {
     noWait: !options.wait,
     timeoutMs: await durationOption(options.lockTimeout, '--lock-timeout'),
     onWait: (pid) =>
       emit({
         type: 'waiting',
-        message: `waiting for holos (pid ${pid}) to finish changing project ${session.project.name}; --no-wait fails instead`,
+        message: `waiting for holos (pid ${pid}) to finish changing project ${project}; --no-wait fails instead`,
       }),
   });
   const timeoutMs = await durationOption(options.timeout, '--timeout');
   try {
+    // Under the lock: the record read here is the one the holos we waited for left behind.
+    const session = await target.open();
+    if (session.notice) warn(session.notice);
     await converge(session, targets, {
       emit,
       warn,
@@ -86,10 +134,14 @@ async function mutate(
       healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
       ...(extra.stopped !== undefined && { record: { services, stopped: extra.stopped } }),
     });
+    if (extra.forget) {
+      const { forgetProject } = await import('../reconcile/project.js');
+      await forgetProject(session.layout, extra.forget.volumes);
+    }
   } finally {
     await lock.release();
   }
-  if (extra.showStatus && !options.json) await printStatus(session.layout);
+  if (extra.showStatus && !options.json) await printStatus(target.layout);
 }
 
 async function printStatus(layout: import('../resources/layout.js').ProjectLayout): Promise<void> {
@@ -149,8 +201,12 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
             ? 'create and start every VM of the project, changing only what differs from the file'
             : 'the same as up: converge the host to the file',
         )
-        .option('--timeout <duration>', 'give up waiting for healthchecks after this long'),
-    ).action(async (options: MutateOptions) => {
+        .option('--timeout <duration>', 'give up waiting for healthchecks after this long')
+        .option(
+          '--take-over',
+          "manage the project from this file although another compose file made it (its VMs, disks and volumes become this file's)",
+        ),
+    ).action(async (options: MutateOptions & { takeOver?: boolean }) => {
       await mutate(
         globals(),
         options,
@@ -159,7 +215,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
           services: Object.fromEntries(services.map((s) => [s, 'running'])),
           strays: 'absent',
         }),
-        { showStatus: true, stopped: false },
+        { showStatus: true, stopped: false, takeOver: options.takeOver ?? false },
       );
     });
   }
@@ -204,7 +260,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
     program
       .command('down')
       .argument('[project]', 'a project in the state dir (default: the one of the compose file)')
-      .option('-v, --volumes', "also delete the project's named volumes")
+      .option('-v, --volumes', "also delete the project's named volumes and keys: nothing of it is left")
       .description('stop and remove every VM of the project; named volumes and keys stay'),
   ).action(async (project: string | undefined, options: MutateOptions & { volumes?: boolean }) => {
     await down(globals(), project, options);
@@ -225,6 +281,7 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
         file: g.file,
         projectName: g.projectName,
       });
+      if (session.notice) console.error(`holos: warning: ${session.notice}`);
       const services = session.project.services.map((s) => s.name);
       const { plan } = await planSession(session, {
         services: Object.fromEntries(services.map((s) => [s, 'running'])),
@@ -258,49 +315,24 @@ export function registerLifecycleCommands(program: Command, globals: () => Globa
     });
 }
 
+/** One path for `down` and `down <project>`: every instance absent, then the project forgotten. */
 async function down(
   g: GlobalOptions,
   name: string | undefined,
   options: MutateOptions & { volumes?: boolean },
 ): Promise<void> {
-  const { stateDirOf } = await import('./context.js');
-  const { UserError } = await import('../errors.js');
-  const stateDir = stateDirOf(g);
-  if (name === undefined) {
-    await mutate(g, options, [], (services) => ({
+  const volumes = options.volumes ?? false;
+  await mutate(
+    g,
+    options,
+    [],
+    (services) => ({
       services: Object.fromEntries(services.map((s) => [s, 'absent'])),
       strays: 'absent',
-    }));
-    const { openProject } = await import('../reconcile/converge.js');
-    name = (await openProject(stateDir, { cwd: process.cwd(), file: g.file, projectName: g.projectName }))
-      .project.name;
-  } else {
-    const { emptyProject, projectsIn } = await import('../reconcile/project.js');
-    if (!(await projectsIn(stateDir)).includes(name))
-      throw new UserError(`no project ${name} in ${stateDir}`);
-    const { converge, planSession } = await import('../reconcile/converge.js');
-    const { acquireLock } = await import('../reconcile/lock.js');
-    const { eventPrinter, formatPlan } = await import('./output.js');
-    const session = emptyProject(name, stateDir);
-    if (options.dryRun) {
-      const { plan } = await planSession(session, { services: {}, strays: 'absent' });
-      console.log(options.json ? JSON.stringify(plan) : formatPlan(plan));
-      return;
-    }
-    const lock = await acquireLock(session.layout.lock, name, { noWait: !options.wait });
-    try {
-      await converge(
-        session,
-        { services: {}, strays: 'absent' },
-        { emit: eventPrinter(options.json ?? false), warn: () => {} },
-      );
-    } finally {
-      await lock.release();
-    }
-  }
-  if (options.dryRun) return;
-  const { forgetProject } = await import('../reconcile/project.js');
-  await forgetProject(stateDir, name, options.volumes ?? false);
+      removeVolumes: volumes,
+    }),
+    { ...(name !== undefined && { project: name }), forget: { volumes } },
+  );
 }
 
 async function ps(g: GlobalOptions, options: { all?: boolean; format: string }): Promise<void> {

@@ -16,7 +16,7 @@ import { readJson } from '../util/fs.js';
 import { hostKeySpec, type Desired } from './desired.js';
 import type { Emit } from './events.js';
 import type { Observed } from './observe.js';
-import { isPreparation, type Plan } from './plan.js';
+import { isCleanup, isPreparation, type Plan } from './plan.js';
 
 // Apply: run a plan's actions with idempotent executors. Instances start in depends_on order
 // (a service waits for its dependencies to run and, with a healthcheck, to be healthy), in
@@ -74,6 +74,12 @@ export async function applyPreparation(actions: Action[], ctx: ApplyContext): Pr
   }
 }
 
+/** Volume removals (`down --volumes`), after every instance that held them is gone. */
+export async function applyCleanup(actions: Action[], ctx: ApplyContext): Promise<void> {
+  for (const action of actions.filter(isCleanup))
+    await timed(ctx.emit, action, () => volume.remove(ctx.desired.layout, action.name));
+}
+
 const stopsFirst = new Set(['stop', 'remove', 'restart', 'recreate']);
 
 /** Runs the overlay, seed and process actions of one instance, in that order. */
@@ -92,7 +98,11 @@ async function applyInstance(name: string, actions: Action[], ctx: ApplyContext)
     if (main?.verb === 'remove') return instance.remove(layout);
     for (const action of actions.filter((a) => a.kind === 'overlay' || a.kind === 'seed'))
       await timed(emit, action, () =>
-        action.kind === 'overlay' ? overlay.create(d!.overlay, ctx.qemu.img) : seed.write(d!.seed),
+        action.kind === 'seed'
+          ? seed.write(d!.seed)
+          : action.verb === 'rebase'
+            ? overlay.rebase(d!.overlay, ctx.qemu.img)
+            : overlay.create(d!.overlay, ctx.qemu.img),
       );
     if (!main || !d) return;
     if (main.verb === 'resume') return resume(layout.qmpSocket);
@@ -138,7 +148,7 @@ interface Failure {
 export async function applyInstances(plan: Plan, ctx: ApplyContext): Promise<void> {
   const { project } = ctx.desired;
   const groups = new Map<string, Action[]>();
-  for (const action of plan.actions.filter((a) => !isPreparation(a)))
+  for (const action of plan.actions.filter((a) => !isPreparation(a) && !isCleanup(a)))
     groups.set(action.instance!, [...(groups.get(action.instance!) ?? []), action]);
   const queue = new PQueue({ concurrency: Math.max(4, availableParallelism() * 2) });
   const failures: Failure[] = [];

@@ -1,4 +1,4 @@
-import { loadCompose } from '../compose/load.js';
+import { loadCompose, type LoadedCompose } from '../compose/load.js';
 import { resolveProject, type ResolvedProject } from '../compose/resolve.js';
 import type { Accelerator } from '../qemu/argv.js';
 import { chooseAccelerator } from '../qemu/accel.js';
@@ -8,6 +8,7 @@ import { desiredState, type Desired } from './desired.js';
 import type { Emit } from './events.js';
 import { observeKeys, observeState, type Observed } from './observe.js';
 import { isPreparation, plan, type Plan, type Targets } from './plan.js';
+import { checkIdentity, compareFiles } from './identity.js';
 import { readProjectRecord, writeProjectRecord } from './project.js';
 
 // The pipeline of DESIGN.md §1 for one project: load → resolve → observe → plan → apply.
@@ -15,17 +16,37 @@ import { readProjectRecord, writeProjectRecord } from './project.js';
 export interface Session {
   project: ResolvedProject;
   layout: ProjectLayout;
+  /** Said once to the user: the project was adopted from a file that moved, or taken over. */
+  notice?: string;
+}
+
+export interface OpenOptions {
+  cwd: string;
+  file?: string;
+  projectName?: string;
+  /** `up --take-over`: the project may be managed from this file although another one made it. */
+  takeOver?: boolean;
+}
+
+/**
+ * Resolves a loaded compose file against the project's record: refused when another compose
+ * file manages a project of that name (identity.ts); the addresses handed out before are kept.
+ * Callers that change the project call it under the project's lock, so the record is current.
+ */
+export async function openLoaded(
+  stateDir: string,
+  loaded: LoadedCompose,
+  options: { takeOver?: boolean } = {},
+): Promise<Session> {
+  const layout = projectLayout(stateDir, loaded.project);
+  const previous = await readProjectRecord(layout);
+  const notice = checkIdentity(previous, loaded.file, { takeOver: options.takeOver, compare: compareFiles });
+  return { project: resolveProject(loaded, previous?.allocation), layout, ...(notice && { notice }) };
 }
 
 /** Loads and resolves the compose file, keeping the addresses handed out before. */
-export async function openProject(
-  stateDir: string,
-  options: { cwd: string; file?: string; projectName?: string },
-): Promise<Session> {
-  const loaded = loadCompose(options);
-  const layout = projectLayout(stateDir, loaded.project);
-  const previous = await readProjectRecord(layout);
-  return { project: resolveProject(loaded, previous?.allocation), layout };
+export async function openProject(stateDir: string, options: OpenOptions): Promise<Session> {
+  return openLoaded(stateDir, loadCompose(options), options);
 }
 
 export interface Planned {
@@ -68,7 +89,7 @@ export async function converge(session: Session, targets: Targets, opts: Converg
   const held = (p: Plan): Plan =>
     opts.defer ? { ...p, actions: p.actions.filter((a) => !(a.instance && opts.defer!(a.instance))) } : p;
   // Loaded here, not at the top: `plan` and `--dry-run` never need the executors.
-  const { applyInstances, applyPreparation } = await import('./apply.js');
+  const { applyCleanup, applyInstances, applyPreparation } = await import('./apply.js');
   let planned = await planSession(session, targets);
   const first = held(planned.plan);
   if (session.project.file) await writeProjectRecord(session.layout, session.project, opts.record);
@@ -80,5 +101,6 @@ export async function converge(session: Session, targets: Targets, opts: Converg
     planned = await planSession(session, targets);
   }
   await applyInstances(held(planned.plan), context(planned));
+  await applyCleanup(planned.plan.actions, context(planned));
   return first;
 }

@@ -57,7 +57,14 @@ export function desiredState(project: ResolvedProject, layout: ProjectLayout, ke
       service,
       spec: instance.desired(service, resolved, base, seedSpec.identity),
       hostKey: hostKeySpec(resolved.name, files.hostKey),
-      overlay: { instance: resolved.name, path: files.overlay, base, size: service.spec.vm.disk_size },
+      overlay: {
+        instance: resolved.name,
+        path: files.overlay,
+        base,
+        size: service.spec.vm.disk_size,
+        baseRecord: files.diskBase,
+        digestCache: layout.digestCache,
+      },
       seed: seedSpec,
     };
   });

@@ -22,6 +22,8 @@ export interface Observed {
   instances: Record<string, instance.InstanceObserved>;
   /** Instances with a directory in the state dir but not in the file. */
   strays: Record<string, instance.InstanceObserved>;
+  /** Every named volume of the project on disk, used by the file or not. */
+  volumesOnDisk: string[];
 }
 
 /** The keys the seeds are rendered with. */
@@ -52,19 +54,21 @@ export async function observeState(desired: Desired): Promise<Observed> {
   const byName = new Map(desired.instances.map((d) => [d.resolved.name, d]));
   const names = [...byName.keys()];
   const strayNames = (await instancesOnDisk(layout)).filter((name) => !byName.has(name));
-  const [projectKey, hostKeys, images, volumes, overlays, seeds, instances, strays] = await Promise.all([
-    keypair.observe(desired.keypair),
-    record(names, (n) => keypair.observe(byName.get(n)!.hostKey)),
-    Promise.all([...desired.images].map(async ([svc, spec]) => [svc, await image.observe(spec)] as const)),
-    record(
-      desired.volumes.map((v) => v.name),
-      (n) => volume.observe(desired.volumes.find((v) => v.name === n)!),
-    ),
-    record(names, (n) => overlay.observe(byName.get(n)!.overlay)),
-    record(names, (n) => seed.observe(byName.get(n)!.seed)),
-    record(names, (n) => instance.observe(layout.instance(n))),
-    record(strayNames, (n) => instance.observe(layout.instance(n))),
-  ]);
+  const [projectKey, hostKeys, images, volumes, overlays, seeds, instances, strays, volumesOnDisk] =
+    await Promise.all([
+      keypair.observe(desired.keypair),
+      record(names, (n) => keypair.observe(byName.get(n)!.hostKey)),
+      Promise.all([...desired.images].map(async ([svc, spec]) => [svc, await image.observe(spec)] as const)),
+      record(
+        desired.volumes.map((v) => v.name),
+        (n) => volume.observe(desired.volumes.find((v) => v.name === n)!),
+      ),
+      record(names, (n) => overlay.observe(byName.get(n)!.overlay)),
+      record(names, (n) => seed.observe(byName.get(n)!.seed)),
+      record(names, (n) => instance.observe(layout.instance(n))),
+      record(strayNames, (n) => instance.observe(layout.instance(n))),
+      volume.onDisk(layout),
+    ]);
   return {
     keypair: projectKey,
     hostKeys,
@@ -74,5 +78,6 @@ export async function observeState(desired: Desired): Promise<Observed> {
     seeds,
     instances,
     strays,
+    volumesOnDisk,
   };
 }

@@ -17,6 +17,8 @@ export interface Targets {
   strays?: Target;
   /** `start`: only instances that were created before; nothing new is made. */
   existingOnly?: boolean;
+  /** `down --volumes`: the project's named volumes go too, once its instances are gone. */
+  removeVolumes?: boolean;
 }
 
 export interface Plan {
@@ -26,7 +28,11 @@ export interface Plan {
 }
 
 /** Actions that make or fetch what instances need; apply runs them first, then plans again. */
-export const isPreparation = (a: Action) => a.kind === 'keypair' || a.kind === 'image' || a.kind === 'volume';
+export const isPreparation = (a: Action) =>
+  a.kind === 'keypair' || a.kind === 'image' || (a.kind === 'volume' && a.verb !== 'remove');
+
+/** Actions that run once every instance action is done: removing volumes no VM holds any more. */
+export const isCleanup = (a: Action) => a.kind === 'volume' && a.verb === 'remove';
 
 const rebuilds = new Set(['create', 'recreate']);
 
@@ -51,7 +57,7 @@ function planInstance(d: Desired['instances'][number], observed: Observed, targe
     .diff(d.hostKey, observed.hostKeys[name] ?? {}, target)
     .map((a) => ({ ...a, instance: name, service: d.service.name }));
   if (main && rebuilds.has(main.verb)) {
-    const newDisk: Action = disk[0] ?? {
+    const newDisk: Action = disk.find((a) => a.verb !== 'rebase') ?? {
       kind: 'overlay',
       name,
       instance: name,
@@ -73,7 +79,10 @@ function planInstance(d: Desired['instances'][number], observed: Observed, targe
     service: d.service.name,
     reason: main ? a.reason : 'the hosts table changed; the guest sees it when recreated',
   }));
-  return [...keys, ...seedActions, ...(main ? [main] : [])];
+  const rebase = main
+    ? disk.filter((a) => a.verb === 'rebase').map((a) => ({ ...a, service: d.service.name }))
+    : [];
+  return [...keys, ...rebase, ...seedActions, ...(main ? [main] : [])];
 }
 
 function strayReason(desired: Desired, name: string, observed: instance.InstanceObserved): string {
@@ -122,5 +131,6 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
       else if (targets.strays === 'stopped' && live)
         actions.push({ ...base, verb: 'stop', reason: 'stop requested' });
     }
+  if (targets.removeVolumes) actions.push(...volume.removals(observed.volumesOnDisk));
   return { schema_version: 1, project: desired.project.name, actions };
 }

@@ -1,22 +1,25 @@
-import { mkdir, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { networkOf, type Allocation, type ResolvedProject } from '../compose/resolve.js';
 import { projectLayout, type ProjectLayout } from '../resources/layout.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 
 // The project record: what must survive between runs and be known without the compose file
-// (the file it came from, the addresses handed out), for `ps` and `down <project>`.
+// (the file it came from, the addresses handed out), for `ps`, `down <project>` and the check
+// that one name is not managed from two files (project identity, see identity.ts).
 
 export interface ProjectRecord {
   schema_version: 1;
   name: string;
+  /** The compose file the project is managed from, absolute; empty when it never had one. */
   file: string;
   allocation: Allocation;
   /** Services a user stopped (`holos stop`): `watch` leaves them stopped until `start` or `up`. */
   stopped?: string[];
 }
 
-export const readProjectRecord = (layout: ProjectLayout) => readJson<ProjectRecord>(layout.record);
+export const readProjectRecord = async (layout: ProjectLayout) =>
+  (await readJson<ProjectRecord>(layout.record)) ?? (await readJson<ProjectRecord>(layout.legacyRecord));
 
 /**
  * Records the project's file and allocation; `stopped` lists services to add to (true) or
@@ -28,7 +31,7 @@ export async function writeProjectRecord(
   stopped?: { services: string[]; stopped: boolean },
 ): Promise<void> {
   await mkdir(layout.stateDir, { recursive: true, mode: 0o700 });
-  await mkdir(layout.dir, { recursive: true, mode: 0o700 });
+  await mkdir(dirname(layout.record), { recursive: true, mode: 0o700 });
   const kept = new Set((await readProjectRecord(layout))?.stopped ?? []);
   for (const service of stopped?.services ?? []) {
     if (stopped!.stopped) kept.add(service);
@@ -42,15 +45,24 @@ export async function writeProjectRecord(
     stopped: [...kept].sort(),
   };
   await writeAtomically(layout.record, `${JSON.stringify(record, null, 2)}\n`);
+  await rm(layout.legacyRecord, { force: true });
 }
 
-/** Every project with a directory in the state dir. */
+const namesIn = async (dir: string, keep: (entry: { name: string; isDirectory(): boolean }) => boolean) =>
+  (await readdir(dir, { withFileTypes: true }).catch(() => [])).filter(keep).map((e) => e.name);
+
+/**
+ * Every project of which anything is left in the state dir: instances, named volumes, keys or
+ * its record. A project exists as long as any of them does, so `down <name> --volumes` still
+ * finds one whose VMs a plain `down` removed.
+ */
 export async function projectsIn(stateDir: string): Promise<string[]> {
-  const entries = await readdir(join(stateDir, 'instances'), { withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
+  const dirs = (sub: string) => namesIn(join(stateDir, sub), (e) => e.isDirectory());
+  const records = (await namesIn(join(stateDir, 'projects'), (e) => e.name.endsWith('.json'))).map((n) =>
+    n.slice(0, -'.json'.length),
+  );
+  const all = [...(await dirs('instances')), ...(await dirs('volumes')), ...(await dirs('ssh')), ...records];
+  return [...new Set(all)].sort();
 }
 
 /** A project known only from the state dir: no services, so every instance on disk is a stray. */
@@ -73,15 +85,17 @@ export function emptyProject(
 }
 
 /**
- * After `down`: the project's directory goes once no instance is left in it; its named volumes
- * only when asked (`--volumes`). Keys stay, so a later `up` can still reach old backups.
+ * After `down`, under the project's lock: the instances directory goes once no instance is
+ * left in it. With `--volumes` the whole project goes (its named volumes were removed by the
+ * plan): its keys and its record, so that the name is free for another compose file.
  */
-export async function forgetProject(stateDir: string, name: string, volumes: boolean): Promise<void> {
-  const { rm } = await import('node:fs/promises');
-  const layout = projectLayout(stateDir, name);
-  const left = (await readdir(layout.dir, { withFileTypes: true }).catch(() => [])).filter((e) =>
-    e.isDirectory(),
-  );
+export async function forgetProject(layout: ProjectLayout, everything: boolean): Promise<void> {
+  const left = await namesIn(layout.dir, (e) => e.isDirectory());
   if (left.length === 0) await rm(layout.dir, { recursive: true, force: true });
-  if (volumes) await rm(layout.volumesDir, { recursive: true, force: true });
+  if (!everything || left.length > 0) return;
+  // A volume the plan did not remove (it failed) keeps the project, and so its keys and record.
+  if ((await namesIn(layout.volumesDir, () => true)).length > 0) return;
+  await rm(layout.volumesDir, { recursive: true, force: true });
+  await rm(layout.sshDir, { recursive: true, force: true });
+  await rm(layout.record, { force: true });
 }

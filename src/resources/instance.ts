@@ -73,6 +73,12 @@ const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
   healthcheck: 'record',
   depends_on: 'record',
 };
+/**
+ * Fields whose class differs from their parent's. The base image's path: the overlay judges
+ * whether a new path is the same file (rebased, overlay.ts) or another image (a new disk); the
+ * instance restarts either way, because QEMU holds the disk open.
+ */
+const classOfSubfield: Record<string, ChangeClass> = { 'image.path': 'restart' };
 const classRank: ChangeClass[] = ['none', 'record', 'restart', 'recreate'];
 
 /** What holos wrote when it last started or stopped the instance. */
@@ -165,7 +171,7 @@ export function change(applied: InstanceSpec, wanted: InstanceSpec): Change {
   const fields = new Set<string>();
   for (const op of patch) {
     const [top, second] = op.path.split('/').slice(1);
-    const cls = classOfField[top as keyof InstanceSpec] ?? 'recreate';
+    const cls = classOfSubfield[`${top}.${second}`] ?? classOfField[top as keyof InstanceSpec] ?? 'recreate';
     if (classRank.indexOf(cls) > classRank.indexOf(worst)) worst = cls;
     // Keyed collections and lists are named as a whole: `ports`, `depends_on`, not `depends_on.0`.
     const named = second && !/^\d+$/.test(second) && top !== 'ports' && top !== 'mounts' && top !== 'devices';
@@ -201,17 +207,20 @@ export function diff(
   if (target === 'stopped') return live ? act('stop', 'stop requested') : undefined;
 
   const { applied } = observed;
+  // A disk that moved with its base is rebased, not replaced: the VM only restarts on it.
+  const newDisk = disk.find((a) => a.verb !== 'rebase');
+  const rebase = disk.find((a) => a.verb === 'rebase');
   if (!applied) {
-    if (disk.some((a) => a.verb === 'create')) return act('create', 'new instance');
-    if (disk.length > 0) return act('recreate', disk[0]!.reason);
-    return act(live ? 'restart' : 'start', 'no record of its last start');
+    if (newDisk?.verb === 'create') return act('create', 'new instance');
+    if (newDisk) return act('recreate', newDisk.reason);
+    return act(live ? 'restart' : 'start', rebase?.reason ?? 'no record of its last start');
   }
   const { class: cls, patch, fields } = change(applied.spec, spec);
   const changed = `${fields.join(', ')} changed`;
-  if (disk.length > 0) return act('recreate', disk[0]!.reason, patch);
+  if (newDisk) return act('recreate', newDisk.reason, patch);
   if (cls === 'recreate') return act('recreate', changed, patch);
   if (!live) return act('start', applied.state === 'running' ? 'QEMU exited' : 'stopped', patch);
-  if (cls === 'restart') return act('restart', changed, patch);
+  if (cls === 'restart' || rebase) return act('restart', cls === 'restart' ? changed : rebase!.reason, patch);
   if (deadGuest.has(observed.status ?? ''))
     return act('restart', `guest status is ${observed.status}`, patch);
   if (observed.status === 'paused') return act('resume', 'paused', patch);

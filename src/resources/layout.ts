@@ -10,6 +10,8 @@ export interface InstanceLayout extends Omit<InstanceFiles, 'seed'> {
   applied: string;
   /** The guest's SSH host key pair, made by holos so the key can be pinned. */
   hostKey: string;
+  /** Which file the root disk's base image was when the disk was made (overlay.ts). */
+  diskBase: string;
   /** The seed ISO for content with this hash. */
   seed: (hash: string) => string;
 }
@@ -17,13 +19,23 @@ export interface InstanceLayout extends Omit<InstanceFiles, 'seed'> {
 export interface ProjectLayout {
   stateDir: string;
   project: string;
-  /** `instances/<project>`: one directory per instance, plus the project record and lock. */
+  /** `instances/<project>`: one directory per instance, removed by `down`. */
   dir: string;
+  /**
+   * `projects/<project>.json`: the file the project is managed from and the addresses handed
+   * out. It outlives `down` (the volumes and keys still belong to the project) and goes with
+   * `down --volumes`, when nothing of the project is left.
+   */
   record: string;
+  /** `projects/<project>.lock`, beside the record: in a directory that `down` never removes. */
   lock: string;
+  /** Where holos before 0.2 kept the record (`instances/<project>/project.json`), read once. */
+  legacyRecord: string;
   sshDir: string;
   volumesDir: string;
   volume: (name: string) => string;
+  /** The digests of base images, keyed by what changes with the file (util/digest.ts). */
+  digestCache: string;
   instance: (name: string) => InstanceLayout;
 }
 
@@ -40,11 +52,13 @@ export function projectLayout(relativeOrAbsolute: string, project: string): Proj
     stateDir,
     project,
     dir,
-    record: join(dir, 'project.json'),
-    lock: join(dir, 'lock'),
+    record: join(stateDir, 'projects', `${project}.json`),
+    lock: join(stateDir, 'projects', `${project}.lock`),
+    legacyRecord: join(dir, 'project.json'),
     sshDir: join(stateDir, 'ssh', project),
     volumesDir,
     volume: (name) => join(volumesDir, `${name}.qcow2`),
+    digestCache: join(stateDir, 'images', 'digests.json'),
     instance: (name) => instanceLayout(join(dir, name)),
   };
 }
@@ -61,6 +75,7 @@ function instanceLayout(dir: string): InstanceLayout {
     uefiVars: join(dir, 'uefi-vars.fd'),
     applied: join(dir, 'applied.json'),
     hostKey: join(dir, 'hostkey'),
+    diskBase: join(dir, 'disk.base.json'),
     seed: (hash) => join(dir, `seed-${hash.slice(0, 8)}.iso`),
   };
 }

@@ -1,12 +1,16 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { readQcow2Header } from '../observe/qcow2.js';
-import { isMissing } from '../util/fs.js';
+import { identifyFile, type FileIdentity } from '../util/digest.js';
+import { isMissing, readJson, writeAtomically } from '../util/fs.js';
 import type { ImageSpec } from './image.js';
 import type { Action, Target } from './types.js';
 
 // The root disk of an instance: a qcow2 overlay on the base image, so the base is shared and
-// never written. Its backing chain is read from the header on every observe.
+// never written. Its backing chain is read from the header on every observe. Beside it,
+// `disk.base.json` records which file the base was (device, inode, size, digest) when the disk
+// was made, so that a base that merely moved (the project directory was renamed, or copied
+// elsewhere) is recognised as the same file and the disk rebased, not recreated.
 
 export interface OverlaySpec {
   instance: string;
@@ -14,6 +18,10 @@ export interface OverlaySpec {
   base: ImageSpec;
   /** Bytes; undefined keeps the base image's size. */
   size?: number;
+  /** `disk.base.json`: the identity of the base the disk was made on. */
+  baseRecord: string;
+  /** The state dir's cache of file digests (util/digest.ts). */
+  digestCache: string;
 }
 
 export interface OverlayObserved {
@@ -21,25 +29,51 @@ export interface OverlayObserved {
   backingFile?: string;
   backingFormat?: string;
   virtualSize?: number;
+  /**
+   * Only when the disk's backing file is not the desired base: whether the desired base is the
+   * very file the disk was made on (`same`: moved or copied, by inode or digest) or another.
+   */
+  base?: 'same' | 'other';
 }
 
 export async function observe(spec: OverlaySpec): Promise<OverlayObserved> {
   try {
     const header = await readQcow2Header(spec.path);
-    return { exists: true, ...header };
+    if (header?.backingFile === undefined || header.backingFile === spec.base.path)
+      return { exists: true, ...header };
+    return { exists: true, ...header, base: await sameBase(spec, header.backingFile) };
   } catch (error) {
     if (isMissing(error)) return { exists: false };
     throw error;
   }
 }
 
+/**
+ * Whether `spec.base.path` is the file the disk was made on, which was at `was`: one inode (a
+ * rename on one file system, a hard link), or, once nothing is left at `was` (it moved across
+ * file systems, or was copied and the original deleted), the recorded size and digest. While
+ * another file is still at `was`, a different path is a different image, as the file says.
+ */
+async function sameBase(spec: OverlaySpec, was: string): Promise<'same' | 'other'> {
+  const now = await stat(spec.base.path).catch(() => undefined);
+  if (!now) return 'other';
+  const before = await stat(was).catch(() => undefined);
+  if (before) return before.dev === now.dev && before.ino === now.ino ? 'same' : 'other';
+  const recorded = await readJson<FileIdentity>(spec.baseRecord);
+  if (recorded?.path !== was || recorded.size !== now.size) return 'other';
+  const current = await identifyFile(spec.base.path, spec.digestCache);
+  return current.sha256 === recorded.sha256 ? 'same' : 'other';
+}
+
 /** Drift of the disk itself (missing, or on another base); spec changes are the instance's to judge. */
 export function diff(spec: OverlaySpec, observed: OverlayObserved, target: Target): Action[] {
   if (target !== 'running') return [];
-  const act = (verb: 'create' | 'recreate', reason: string): Action[] => [
+  const act = (verb: 'create' | 'recreate' | 'rebase', reason: string): Action[] => [
     { kind: 'overlay', name: spec.instance, instance: spec.instance, verb, reason },
   ];
   if (!observed.exists) return act('create', 'no root disk');
+  if (observed.backingFile !== spec.base.path && observed.base === 'same')
+    return act('rebase', `the base image moved from ${observed.backingFile} to ${spec.base.path}; same file`);
   if (observed.backingFile !== spec.base.path)
     return act(
       'recreate',
@@ -69,4 +103,17 @@ export async function create(spec: OverlaySpec, qemuImg: string): Promise<void> 
   ];
   const { execa } = await import('execa');
   await execa(qemuImg, args);
+  await recordBase(spec);
+}
+
+/** Points the disk at the base's new path; its data is untouched (`-u`: same base content). */
+export async function rebase(spec: OverlaySpec, qemuImg: string): Promise<void> {
+  const { execa } = await import('execa');
+  await execa(qemuImg, ['rebase', '-u', '-F', spec.base.format, '-b', spec.base.path, spec.path]);
+  await recordBase(spec);
+}
+
+async function recordBase(spec: OverlaySpec): Promise<void> {
+  const identity = await identifyFile(spec.base.path, spec.digestCache);
+  await writeAtomically(spec.baseRecord, `${JSON.stringify(identity)}\n`);
 }

@@ -13,6 +13,7 @@ export type Verb =
   | 'pull'
   | 'create'
   | 'recreate'
+  | 'rebase'
   | 'write'
   | 'start'
   | 'restart'

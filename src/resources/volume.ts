@@ -1,4 +1,4 @@
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { formatSize } from '../compose/units.js';
 import type { ResolvedProject } from '../compose/resolve.js';
@@ -8,7 +8,7 @@ import type { ProjectLayout } from './layout.js';
 import type { Action, Target } from './types.js';
 
 // Named volumes: qcow2 files under volumes/<project>/, created once. Never resized down and
-// never removed here: only `down --volumes` deletes them (see reconcile/apply.ts).
+// never removed as a side effect: only `down --volumes` plans their removal.
 
 export interface VolumeSpec {
   name: string;
@@ -46,6 +46,21 @@ export function diff(spec: VolumeSpec, observed: VolumeObserved, target: Target)
   return [
     { kind: 'volume', name: spec.name, verb: 'create', reason: `new volume of ${formatSize(spec.size)}` },
   ];
+}
+
+/** The volumes of the project on disk, whatever the file says now (for `down --volumes`). */
+export async function onDisk(layout: ProjectLayout): Promise<string[]> {
+  const names = await readdir(layout.volumesDir).catch(() => []);
+  return names.filter((n) => n.endsWith('.qcow2')).map((n) => n.slice(0, -'.qcow2'.length));
+}
+
+/** `down --volumes`: every volume of the project on disk goes, after its instances. */
+export function removals(names: readonly string[]): Action[] {
+  return names.map((name) => ({ kind: 'volume', name, verb: 'remove', reason: 'down --volumes' }));
+}
+
+export async function remove(layout: ProjectLayout, name: string): Promise<void> {
+  await rm(layout.volume(name), { force: true });
 }
 
 export async function create(spec: VolumeSpec, qemuImg: string): Promise<void> {

@@ -2,13 +2,18 @@ import { access, chmod, readFile, rename, writeFile } from 'node:fs/promises';
 
 // Records are written so that a crash leaves either the old file or the new one, never half.
 
-/** Write to a temp file with the final mode (whatever the umask), flush, then rename over the target. */
+let writes = 0;
+
+/**
+ * Write to a temp file with the final mode (whatever the umask), flush, then rename over the
+ * target. The temp name is unique per write, so parallel writes in one process never share one.
+ */
 export async function writeAtomically(
   path: string,
   content: string | Uint8Array,
   mode = 0o600,
 ): Promise<void> {
-  const temporary = `${path}.tmp-${process.pid}`;
+  const temporary = `${path}.tmp-${process.pid}-${++writes}`;
   await writeFile(temporary, content, { mode, flush: true });
   await chmod(temporary, mode);
   await rename(temporary, path);
