@@ -894,3 +894,139 @@ export async function netnsSshConnectRetry(
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// VMs held with -S: QEMU processes that never run a guest instruction, so no test image is
+// needed and many of them cost this host's cores nothing (see bench/observe-plan.ts)
+
+/**
+ * An e2e test of holos itself on VMs held with `-S`: needs QEMU and a network namespace (root,
+ * iproute2), not the test image. Skips with the reason locally; under CI=true a missing piece
+ * fails it. Failures are recorded, so that tempProject keeps the evidence.
+ */
+export function heldVmTest(
+  name: string,
+  fn: (t: TestContext, qemu: QemuTools) => Promise<void>,
+  opts: { timeout?: number } = {},
+): void {
+  void test(name, { timeout: opts.timeout ?? E2E_TEST_TIMEOUT_MS }, async (t) => {
+    try {
+      const qemu = qemuTools();
+      const missing = [
+        ...(qemu ? [] : ['no qemu-system-x86_64/qemu-img (apt install qemu-system-x86 qemu-utils)']),
+        ...(canUseNetns() ? [] : ['needs root and iproute2 for a network namespace']),
+      ];
+      if (!qemu || missing.length > 0) {
+        const reason = `e2e: ${missing.join('; ')}`;
+        if (isCi()) throw new Error(`${reason} (CI=true: e2e tests must run)`);
+        console.error(`# SKIP ${t.name}: ${reason}`);
+        t.skip(reason);
+        return;
+      }
+      await fn(t, qemu);
+    } catch (error) {
+      markFailed(t);
+      throw error;
+    }
+  });
+}
+
+/**
+ * Every live QEMU with an argument under `dir` (a state dir), found by scanning /proc: also one
+ * that no pid file names, such as a QEMU started by a holos killed before it wrote one.
+ */
+export function qemusUnder(dir: string): { pid: number; argv: string[] }[] {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .flatMap((name) => {
+      const argv = cmdlineSync(Number(name));
+      return argv?.[0]?.includes('qemu') && argv.some((arg) => arg.includes(prefix))
+        ? [{ pid: Number(name), argv }]
+        : [];
+    });
+}
+
+/** SIGKILLs every QEMU under `dir` (see qemusUnder) and waits until they are gone. */
+export async function killQemusUnder(dir: string): Promise<number[]> {
+  const pids = qemusUnder(dir).map((q) => q.pid);
+  for (const pid of pids) signal(pid, 'SIGKILL');
+  while (pids.some((pid) => cmdlineSync(pid))) await sleep(50);
+  return pids;
+}
+
+/** The built CLI running inside a namespace, not waited for: to kill, stop or watch it. */
+export interface HolosProcess {
+  pid: number;
+  /** What it wrote to stderr so far (holos prints its progress there). */
+  stderr(): string;
+  /** Resolves once its stderr matches; rejects if it exits first or after `timeoutMs`. */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  signal(sig: NodeJS.Signals): void;
+  /** Its end, however it came (a signal: `code` null, `signal` set). */
+  done: Promise<RunResult>;
+}
+
+/** Starts `holos <args>` inside the namespace; it is killed when the test ends, if still running. */
+export function startHolosIn(
+  t: TestContext,
+  ns: Netns,
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): HolosProcess {
+  const [command, ...argv] = ns.wrap([process.execPath, join(repoRoot, 'dist', 'cli.js'), ...args]);
+  const child = spawn(command!, argv, {
+    cwd: opts.cwd,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let closed = false;
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, sig) => {
+      closed = true;
+      resolve({ code, signal: sig, stdout, stderr });
+    });
+  });
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await done.catch(() => undefined);
+  });
+  return {
+    pid: child.pid!,
+    stderr: () => stderr,
+    signal: (sig) => child.kill(sig),
+    done,
+    waitForStderr: (pattern, timeoutMs = 60_000) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => finish(new Error(`no ${String(pattern)} within ${timeoutMs / 1000}s`)),
+          timeoutMs,
+        );
+        const check = () => {
+          if (pattern.test(stderr)) finish();
+        };
+        const exited = () =>
+          finish(
+            new Error(
+              `holos ${args.join(' ')} exited without printing ${String(pattern)}: ${stderr.slice(-2000)}`,
+            ),
+          );
+        const finish = (error?: Error) => {
+          clearTimeout(timer);
+          child.stderr.off('data', check);
+          child.off('close', exited);
+          if (error) reject(error);
+          else resolve();
+        };
+        child.stderr.on('data', check);
+        child.on('close', exited);
+        if (pattern.test(stderr)) finish();
+        else if (closed) exited();
+      }),
+  };
+}
