@@ -54,3 +54,41 @@ test('volumes: paths are bind mounts, names are named volumes, targets absolute'
   assert.match(problem(parseMount('./a:rel')), /absolute/);
   assert.match(problem(parseMount('./a:/b:rx')), /unknown mode "rx"/);
 });
+
+test('mount targets: control characters, the root and ".." are refused, shown escaped', () => {
+  const cases: [string, string][] = [
+    [
+      'data:/da\tta',
+      'target "/da\\tta" contains a tab; a mount target is an absolute path without control characters',
+    ],
+    [
+      'data:/da\nta',
+      'target "/da\\nta" contains a newline; a mount target is an absolute path without control characters',
+    ],
+    ['data:/data\r', 'target "/data\\r" contains a carriage return; '],
+    ['data:/x\x00y', 'target "/x\\x00y" contains the control character "\\x00"; '],
+    ['data:/x\x1b[31m', 'target "/x\\x1b[31m" contains the control character "\\x1b"; '],
+    ['data:/del\x7f', 'target "/del\\x7f" contains the control character "\\x7f"; '],
+    ['data:/c1\x85', 'target "/c1\\x85" contains the control character "\\x85"; '],
+    ['data:\tdata', 'target "\\tdata" must be an absolute path in the guest'],
+    ['data:/', `target "/" is the guest's root directory; mount on a directory below it, such as /data`],
+    ['data://./', `target "//./" is the guest's root directory; `],
+    ['data:/a/../etc', 'target "/a/../etc" contains ".."; write the directory without "..", such as /data'],
+    ['data:/a/..', 'target "/a/.." contains ".."; '],
+    ['data:/..', 'target "/.." contains ".."; '],
+    ['./a\nb', '"./a\\nb" is not SOURCE:TARGET[:ro]; '],
+  ];
+  for (const [spec, message] of cases) {
+    const result = problem(parseMount(spec));
+    assert.ok(
+      result.startsWith(message),
+      `${JSON.stringify(spec)}:\n  expected ${message}\n  actual   ${result}`,
+    );
+    assert.doesNotMatch(result, /[\x00-\x1f\x7f-\x9f]/, 'a control character is shown escaped, never raw'); // eslint-disable-line no-control-regex
+  }
+});
+
+test('mount targets that are fine: "..." and "..x" names, ".", spaces, backslashes, any script', () => {
+  for (const target of ['/a/.../b', '/a/..x', '/./data', '/data/', '/my data', '/back\\slash', '/données/😀'])
+    assert.equal((parseMount(`data:${target}`) as { target: string }).target, target, target);
+});
