@@ -39,6 +39,10 @@ import { readIfPresent } from '../util/fs.js';
 // never removes a lock of this protocol. (A holos that old running at the same time on the same
 // state dir is not kept out: it does not know this protocol.)
 //
+// Being a directory, the lock must sit where nothing takes directories for something else: in
+// instances/<project>/ it would be observed as an instance, and removed as a stray
+// (layout.ts puts it in projects/, beside the project records).
+//
 // A process that is killed while it waits leaves its private directory; whoever takes the lock
 // next removes those of dead processes, whose names say who made them.
 

@@ -17,6 +17,8 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { acquireLock } from '../../src/reconcile/lock.js';
+import { projectLayout } from '../../src/resources/layout.js';
 import {
   heldVmTest,
   killQemusUnder,
@@ -161,7 +163,7 @@ async function withStacks(
     } finally {
       // Before the namespace goes: QEMU that no pid file names is not found by tempProject.
       const left = await killQemusUnder(project.stateDir);
-      if (left.length > 0) t.diagnostic(`killed QEMU ${left.join(', ')} at the end`);
+      if (left.length > 0) t.diagnostic(`killed QEMU ${left.join(', ')} left by a failure`);
     }
   });
 }
@@ -212,6 +214,7 @@ heldVmTest(
       }
 
       await main.ok('down');
+      assertQemus(project.stateDir, [], 'after the last down');
       assert.equal(await sha256(main.volume()), volume.sha256, 'the volume changed');
       await runOk(qemuIo, ['-f', 'qcow2', '-c', 'read -P 0x5a 0 4k', main.volume()]);
       t.diagnostic(
@@ -237,7 +240,7 @@ function assertClearEnd(result: RunResult, what: string): 'ok' | 'waited' | 'ref
 }
 
 heldVmTest(
-  'concurrency: up and down started while the other runs end clearly, then up converges; two ups at once both succeed',
+  'concurrency: up and down started while the other runs end clearly, then up converges; two ups at once both succeed, one after the other',
   async (t, qemu) => {
     await withStacks(t, qemu, 'race', async (main, _fresh, project) => {
       await main.ok('up');
@@ -261,18 +264,26 @@ heldVmTest(
       }
       t.diagnostic(`outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
 
-      // Two ups at once, the first held still (SIGSTOP) while it holds the lock, so that the
-      // second is sure to find it held: no guess at how long the first takes.
+      // Two ups at once. The test holds the project's lock until both say they wait, so that
+      // they surely meet, with no guess at how long anything takes; then one applies the plan
+      // and the other, after it, finds nothing to do.
       await main.ok('down');
-      const first = main.start('up');
-      await first.waitForStderr(/: applying \d+ action/);
-      first.signal('SIGSTOP');
-      const second = main.start('up');
-      await second.waitForStderr(new RegExp(`waiting for holos \\(pid ${first.pid}\\)`));
-      first.signal('SIGCONT');
-      for (const end of await Promise.all([first.done, second.done])) assertOk(end, 'two ups at once');
+      const held = await acquireLock(projectLayout(project.stateDir, main.name).lock, main.name);
+      const ups = [main.start('up'), main.start('up')];
+      for (const up of ups) await up.waitForStderr(new RegExp(`waiting for holos \\(pid ${process.pid}\\)`));
+      await held.release();
+      const ends = await Promise.all(ups.map((up) => up.done));
+      for (const end of ends) assertOk(end, 'two ups at once');
+      const applied = ends.filter((end) => /: applying \d+ action/.test(end.stderr));
+      assert.equal(
+        applied.length,
+        1,
+        `one up applies, the other then has nothing to do:\n${ends.map((e) => e.stderr).join('\n')}`,
+      );
       await main.assertConverged('two ups at once');
       assertQemus(project.stateDir, main.qmpSockets(), 'two ups at once');
+      await main.ok('down');
+      assertQemus(project.stateDir, [], 'after the last down');
     });
   },
 );
