@@ -4,7 +4,7 @@
 # iproute2 for network namespaces. The test image script installs its own build tools.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils ovmf genisoimage xorriso openssh-client iproute2 tmux)
+packages=(qemu-system-x86 qemu-utils ovmf genisoimage xorriso openssh-client iproute2 tmux python3-yaml)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

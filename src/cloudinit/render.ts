@@ -1,4 +1,4 @@
-import { stringify } from 'yaml';
+import { Document, Scalar, visit } from 'yaml';
 import type {
   ResolvedInstance,
   ResolvedMount,
@@ -24,8 +24,81 @@ export interface SeedFiles {
   'network-config': string;
 }
 
-/** YAML as cloud-init (PyYAML, YAML 1.1) reads it back. */
-export const yaml11 = (value: unknown) => stringify(value, { version: '1.1', lineWidth: 0 });
+// The yaml package writes YAML 1.1 that its own parser reads back, but cloud-init reads it
+// with PyYAML, which differs in three ways, each of which made a whole user-data unreadable
+// (the guest booted with no user and no key) or changed a string:
+// - its reader refuses C0 and C1 controls, DEL, U+FFFE, U+FFFF and lone surrogates anywhere,
+//   even inside quotes, and reads CR, NEL, U+2028 and U+2029 as line breaks;
+// - a plain scalar cannot hold a tab, and a block of blank lines reads differently;
+// - its implicit types are not the yaml package's: a plain `=` is the `value` type and `<<`
+//   a merge key, which safe_load refuses as values, and `2001-1-1 1:00:00.` is a timestamp.
+// Such strings are written double-quoted, with each of the characters above escaped.
+
+/** Left raw by the yaml package's double quotes, which are JSON.stringify's. U+FEFF reads
+ * fine mid-stream but is dropped at the start of one, and is invisible: escaped too. */
+const leftRawInQuotes = /[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]/g;
+/** What PyYAML cannot read raw (tab and line feed it can, in quotes or a block). */
+const unreadableRaw = new RegExp(
+  `[\\x00-\\x08\\x0b-\\x1f\\u{d800}-\\u{dfff}]|${leftRawInQuotes.source}`,
+  'u',
+);
+
+/** PyYAML's implicit resolvers (yaml/resolver.py) for plain scalars. Floats keep PyYAML 5's
+ * `\.[0-9_]+`, a superset of 6.0's, for guests with the older one. */
+const notStringInPyyaml = new RegExp(
+  [
+    /yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF/,
+    /[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?/,
+    /[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)/,
+    /[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+/,
+    /<<|=|~|null|Null|NULL|!|&|\*|/,
+    /[0-9]{4}-[0-9]{2}-[0-9]{2}/,
+    /[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?/,
+  ]
+    .map((pattern) => `^(?:${pattern.source})$`)
+    .join('|'),
+);
+
+const needsDoubleQuotes = (text: string) =>
+  unreadableRaw.test(text) ||
+  // With a line break the yaml package writes a literal block or quotes, where a tab is fine.
+  (text.includes('\t') && !text.includes('\n')) ||
+  // Only blanks, over lines: the yaml package writes a block with no indentation indicator,
+  // and PyYAML takes its longest line for the indentation, so the spaces are lost.
+  (/^[\t\n ]+$/.test(text) && text.includes(' ') && text.includes('\n')) ||
+  notStringInPyyaml.test(text);
+
+/** `\xXX` or `\uXXXX`: in double quotes PyYAML reads it as exactly that character. */
+const escapeChar = (char: string) => {
+  const code = char.charCodeAt(0);
+  return code <= 0xff
+    ? `\\x${code.toString(16).padStart(2, '0')}`
+    : `\\u${code.toString(16).padStart(4, '0')}`;
+};
+
+/**
+ * YAML as cloud-init (PyYAML, YAML 1.1) reads it back, to the same value, whatever the
+ * strings hold. The root is a mapping, as in every seed file: the yaml package writes a
+ * block scalar at the root unindented, which PyYAML does not read.
+ */
+export function yaml11(value: Record<string, unknown>): string {
+  const doc = new Document(value, {
+    version: '1.1',
+    // Without this the yaml package takes the string `<<` for a merge key and writes it bare.
+    customTags: (tags) =>
+      tags.filter((tag) =>
+        typeof tag === 'string' ? tag !== 'merge' : tag.tag !== 'tag:yaml.org,2002:merge',
+      ),
+  });
+  visit(doc, {
+    Scalar(_, node) {
+      if (typeof node.value === 'string' && needsDoubleQuotes(node.value)) node.type = Scalar.QUOTE_DOUBLE;
+    },
+  });
+  // Every string holding one of leftRawInQuotes is double-quoted now, so each one in the text
+  // is inside double quotes, where its escape stands for exactly it.
+  return doc.toString({ lineWidth: 0 }).replace(leftRawInQuotes, escapeChar);
+}
 
 export function renderMetaData(instance: ResolvedInstance): string {
   return yaml11({ 'instance-id': instance.name, 'local-hostname': instance.name });
