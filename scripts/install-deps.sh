@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the host packages holos and its tests need, on Debian or Ubuntu (run as root).
 # Runtime: QEMU and qemu-img. Tests: the ISO and SSH tools they check holos against, and
-# iproute2 for network namespaces. The test image script installs its own build tools.
+# iproute2 for network namespaces, python3-yaml (PyYAML, the parser cloud-init reads seeds with)
+# as the test oracle of the seed renderer. The test image script installs its own build tools.
 set -euo pipefail
 
 packages=(qemu-system-x86 qemu-utils ovmf genisoimage xorriso openssh-client iproute2 tmux python3-yaml)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parse } from 'yaml';
-import { mountCommand, renderSeed } from '../src/cloudinit/render.js';
+import { fstabSync, mountCommand, renderSeed } from '../src/cloudinit/render.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { shellQuote } from '../src/util/shell.js';
 import { loadText } from './support/compose.js';
@@ -32,7 +32,7 @@ services:
   web:
     image: debian:12
     replicas: 2
-    volumes: ["./www:/srv/www:ro", "data:/var/lib/data"]
+    volumes: ["./www:/srv/www:ro", "data:/var/lib/data:ro"]
 volumes:
   data: {}
 `;
@@ -93,7 +93,8 @@ test('user-data: user with sudo and both keys, pinned host key, no password, use
   assert.equal(files[1]!.content, 'ssh_pwauth: no\nport: 22:22\n');
   assert.equal(files[1]!.permissions, '0600');
   assert.equal(files[2]!.content, 'on');
-  assert.deepEqual(data.bootcmd, ['echo early']);
+  // First, always: holos's fstab lines made exactly this service's mounts (none here).
+  assert.deepEqual(data.bootcmd, [fstabSync([]), 'echo early']);
   assert.deepEqual(data.runcmd, ['echo one', ['echo', 'two']]);
   assert.deepEqual(
     Object.keys(data).filter((k) => ['packages', 'write_files', 'bootcmd', 'runcmd'].includes(k)),
@@ -113,9 +114,16 @@ test('/etc/hosts lists every instance, services by replica 0, IPs in numeric ord
 test('catalog images default to their cloud user; mounts come first in bootcmd', () => {
   const data = read11(seedOf(demo, 'web-0')['user-data']) as { users: { name: string }[]; bootcmd: string[] };
   assert.equal(data.users[0]!.name, 'debian');
-  assert.equal(data.bootcmd.length, 2);
-  assert.match(data.bootcmd[0]!, /9p trans=virtio/);
-  assert.match(data.bootcmd[1]!, /mkfs\.ext4 -q -F -L data \/dev\/disk\/by-id\/virtio-vol-data/);
+  assert.equal(data.bootcmd.length, 3);
+  assert.match(data.bootcmd[0]!, /9p trans=virtio.*\/dev\/disk\/by-id\/virtio-vol-data/);
+  assert.match(data.bootcmd[1]!, /mount/);
+  // The replicas share the volume read-only, so none of them formats it; a writer would.
+  assert.match(data.bootcmd[2]!, /mount \/var\/lib\/data/);
+  assert.doesNotMatch(data.bootcmd[2]!, /mkfs/);
+  assert.match(
+    mountCommand({ type: 'volume', source: 'data', target: '/data', readOnly: false, device: 'vol-data' }),
+    /mkfs\.ext4 -q -F -L data \/dev\/disk\/by-id\/virtio-vol-data/,
+  );
 });
 
 test('shell quoting survives quotes, spaces, $() and newlines in a real shell', () => {
@@ -135,24 +143,60 @@ test('shell quoting survives quotes, spaces, $() and newlines in a real shell', 
 });
 
 test('a mount command with a hostile target stays one target in a real shell', () => {
-  const target = "/data/it's $(id) `x`";
-  const command = mountCommand({
-    type: 'volume',
-    source: 'data',
-    target,
-    readOnly: true,
-    device: 'vol-data',
-  });
-  // Run the command with the tools replaced by printers: every argument must arrive intact.
+  const target = "/data/it's $(id) `x` \\d";
+  const mount = { type: 'volume', source: 'data', target, readOnly: true, device: 'vol-data' } as const;
+  // Run the commands with the tools replaced by printers: every argument must arrive intact.
   const script = `
     udevadm() { :; }; mkdir() { printf 'mkdir[%s]\\n' "$2"; }
-    grep() { return 1; }; mountpoint() { return 1; }; mount() { printf 'mount[%s]\\n' "$1"; }
-    dir=$(mktemp -d) && cd "$dir"
-    ${command.replace(/\/etc\/fstab/g, './fstab')}
+    mountpoint() { return 1; }; mount() { printf 'mount[%s]\\n' "$1"; }; umount() { printf 'umount[%s]\\n' "$1"; }
+    dir=$(mktemp -d) && cd "$dir" && : > ./fstab
+    ${[fstabSync([mount]), mountCommand(mount)]
+      .join('\n')
+      .replace(/\/etc\/fstab/g, './fstab')
+      .replace(/\/run\//g, './')}
     printf 'fstab[%s]\\n' "$(cat ./fstab)"; rm -r "$dir"`;
   const out = execFileSync('bash', ['-c', script], { encoding: 'utf8' });
   assert.equal(
     out,
-    `mkdir[${target}]\nmount[${target}]\nfstab[/dev/disk/by-id/virtio-vol-data /data/it's\\040$(id)\\040\`x\` ext4 ro,nofail 0 2]\n`,
+    `mkdir[${target}]\nmount[${target}]\nfstab[/dev/disk/by-id/virtio-vol-data /data/it's\\040$(id)\\040\`x\`\\040\\134d ext4 ro,nofail,x-holos 0 2]\n`,
   );
+});
+
+test("fstabSync: holos's fstab lines become the mounts of this boot; gone or changed ones are unmounted", () => {
+  const mount = (target: string, readOnly: boolean, device: string) =>
+    ({ type: 'bind', source: '/host', target, readOnly, device }) as const;
+  const user = 'UUID=1234 / ext4 errors=remount-ro 0 1';
+  /** One boot's fstabSync on this fstab: the umount calls it made, then the fstab it left. */
+  const boot = (fstab: string, mounts: readonly ReturnType<typeof mount>[]) => {
+    const out = execFileSync(
+      'bash',
+      [
+        '-c',
+        `umount() { printf 'umount[%s]\\n' "$1"; }
+         dir=$(mktemp -d) && cd "$dir" && printf '%s' "$FSTAB" > ./fstab
+         ${fstabSync(mounts)
+           .replace(/\/etc\/fstab/g, './fstab')
+           .replace(/\/run\//g, './')}
+         echo ---; cat ./fstab; rm -r "$dir"`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, FSTAB: fstab } },
+    );
+    const [calls = '', after = ''] = out.split('---\n');
+    return { unmounted: calls.split('\n').filter(Boolean), fstab: after };
+  };
+  const first = boot(`${user}\n`, [mount('/srv/a b', false, 'holos0'), mount('/srv/keep', false, 'holos1')]);
+  assert.deepEqual(first.unmounted, []);
+  assert.equal(first.fstab.split('\n')[0], user, "the user's own line is kept");
+  // Next boot: "/srv/a b" became read-only on another tag, so its old line goes and is unmounted.
+  const second = boot(first.fstab, [mount('/srv/keep', false, 'holos1'), mount('/srv/a b', true, 'holos2')]);
+  assert.deepEqual(second.unmounted, ['umount[/srv/a b]']);
+  assert.deepEqual(second.fstab.trimEnd().split('\n'), [
+    user,
+    'holos1 /srv/keep 9p trans=virtio,version=9p2000.L,msize=262144,defaults,nofail,x-holos 0 0',
+    'holos2 /srv/a\\040b 9p trans=virtio,version=9p2000.L,msize=262144,ro,nofail,x-holos 0 0',
+  ]);
+  // No mounts left: every holos line goes (and is unmounted), the user's stays.
+  const third = boot(second.fstab, []);
+  assert.deepEqual(third.unmounted, ['umount[/srv/keep]', 'umount[/srv/a b]']);
+  assert.equal(third.fstab, `${user}\n`);
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { validateComposeFile } from '../src/compose/load.js';
@@ -9,6 +9,7 @@ import type { Observed } from '../src/reconcile/observe.js';
 import { plan, type Plan, type Targets } from '../src/reconcile/plan.js';
 import { normalise, type AppliedRecord, type InstanceObserved } from '../src/resources/instance.js';
 import { projectLayout } from '../src/resources/layout.js';
+import { parse, stringify } from 'yaml';
 import { composeDir } from './support/compose.js';
 
 // The planner on (desired, observed) pairs. Desired comes from real compose text; observed is
@@ -47,8 +48,9 @@ const stateDir = '/nonexistent/holos-state';
  * A compose file in one directory that can be edited: each `desired(text)` rewrites it and
  * resolves it the way openProject does, keeping the addresses handed out by `previous`.
  */
-function composeFile(text: string) {
+function composeFile(text: string, files: string[] = []) {
   const dir = composeDir(text);
+  for (const file of files) writeFileSync(join(dir, file), '');
   return (revised = text, previous?: Desired): Desired => {
     writeFileSync(join(dir, 'holos.yaml'), revised);
     const result = validateComposeFile(join(dir, 'holos.yaml'));
@@ -447,4 +449,236 @@ test('down also removes an instance that never started but left its disk, seed a
     'instance remove web-1: down',
   ]);
   assert.deepEqual(lines(plan(desired, freshHost(desired), down)), []);
+});
+
+test('down --volumes: every volume of the project on disk goes, after its instances', () => {
+  const desired = composeFile(shop)();
+  const observed = { ...hostRunning(desired), volumesOnDisk: ['data', 'old-cache'] };
+  const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent', removeVolumes: true } as const;
+  assert.deepEqual(lines(plan(desired, observed, down)), [
+    'instance remove db-0: down',
+    'instance remove web-0: down',
+    'instance remove web-1: down',
+    'volume remove data: down --volumes',
+    'volume remove old-cache: down --volumes',
+  ]);
+  // A plain down plans no volume removal.
+  const { removeVolumes: _, ...plain } = down;
+  assert.ok(plan(desired, observed, plain).actions.every((a) => a.kind !== 'volume'));
+});
+
+// The README's change table (`holos up`), walked row by row: each field it names is edited in a
+// running project and the plan must do what the row says. A field added to the table needs an
+// edit here, and an edit here needs its row.
+
+type Shop = { services: Record<string, Record<string, unknown>> };
+type Expect = 'recreate' | 'rebase' | 'restart' | 'record' | 'replicas' | 'removed';
+
+interface TableEdit {
+  /** The field as the table names it (a backticked name in the first cell, outside parentheses). */
+  field: string;
+  /** Words of the row's first cell, for fields named in two rows (`image`). */
+  row?: string;
+  service: string;
+  edit: (shop: Shop) => void;
+  /** The observed overlays see the new base as the same file (it moved). */
+  moved?: boolean;
+}
+
+const web = (s: Shop) => s.services.web!;
+const db = (s: Shop) => s.services.db!;
+const vmOf = (service: Record<string, unknown>) => (service.vm ??= {}) as Record<string, unknown>;
+const cloudInitOf = (service: Record<string, unknown>) =>
+  (service.cloud_init ??= {}) as Record<string, unknown>;
+
+const tableEdits: TableEdit[] = [
+  { field: 'image', row: 'another image', service: 'web', edit: (s) => (web(s).image = './other.qcow2') },
+  { field: 'image_format', service: 'web', edit: (s) => (web(s).image_format = 'raw') },
+  { field: 'vm.disk_size', service: 'web', edit: (s) => (vmOf(web(s)).disk_size = '4G') },
+  { field: 'cloud_init.user', service: 'web', edit: (s) => (cloudInitOf(web(s)).user = 'bob') },
+  { field: 'cloud_init.packages', service: 'web', edit: (s) => (cloudInitOf(web(s)).packages = ['curl']) },
+  {
+    field: 'cloud_init.write_files',
+    service: 'web',
+    edit: (s) => (cloudInitOf(web(s)).write_files = [{ path: '/etc/x', content: 'y' }]),
+  },
+  { field: 'cloud_init.bootcmd', service: 'web', edit: (s) => (cloudInitOf(web(s)).bootcmd = ['echo b']) },
+  { field: 'cloud_init.runcmd', service: 'web', edit: (s) => (cloudInitOf(web(s)).runcmd = ['echo bye']) },
+  {
+    field: 'cloud_init.ssh_authorized_keys',
+    service: 'web',
+    edit: (s) => (cloudInitOf(web(s)).ssh_authorized_keys = ['ssh-ed25519 AAAAC3Nza me@host']),
+  },
+  {
+    field: 'image',
+    row: 'the same file at a new path',
+    service: 'web',
+    edit: (s) => (web(s).image = './moved.qcow2'),
+    moved: true,
+  },
+  { field: 'vm.vcpu', service: 'web', edit: (s) => (vmOf(web(s)).vcpu = 2) },
+  { field: 'vm.memory_mb', service: 'web', edit: (s) => (vmOf(web(s)).memory_mb = 1024) },
+  { field: 'vm.machine', service: 'web', edit: (s) => (vmOf(web(s)).machine = 'pc') },
+  { field: 'vm.cpu_model', service: 'web', edit: (s) => (vmOf(web(s)).cpu_model = 'max') },
+  { field: 'vm.uefi', service: 'web', edit: (s) => (vmOf(web(s)).uefi = true) },
+  { field: 'vm.extra_args', service: 'web', edit: (s) => (vmOf(web(s)).extra_args = ['-S']) },
+  { field: 'ports', service: 'web', edit: (s) => (web(s).ports = ['9090:90']) },
+  { field: 'devices', service: 'db', edit: (s) => (db(s).devices = [{ pci: '01:00.0' }]) },
+  {
+    field: 'volumes',
+    row: 'added',
+    service: 'db',
+    edit: (s) => (db(s).volumes = ['data:/var/lib/data', './share:/share']),
+  },
+  { field: 'volumes', row: 'removed', service: 'db', edit: (s) => (db(s).volumes = []) },
+  { field: 'volumes', row: ':ro', service: 'db', edit: (s) => (db(s).volumes = ['data:/var/lib/data:ro']) },
+  { field: 'volumes', row: 'target', service: 'db', edit: (s) => (db(s).volumes = ['data:/srv/data']) },
+  { field: 'healthcheck', service: 'db', edit: (s) => (db(s).healthcheck = { test: 'true' }) },
+  { field: 'stop_grace_period', service: 'web', edit: (s) => (web(s).stop_grace_period = '10s') },
+  { field: 'depends_on', service: 'web', edit: (s) => (web(s).depends_on = []) },
+  { field: 'replicas', row: 'up', service: 'web', edit: (s) => (web(s).replicas = 3) },
+  { field: 'replicas', row: 'down', service: 'web', edit: (s) => (web(s).replicas = 1) },
+];
+
+/** The rows of the change table under `holos up` in the README: first cell, second cell. */
+function changeTable(): { fields: string[]; what: string; expect: Expect }[] {
+  const readme = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### `holos up` / `holos apply`'));
+  const rows = section
+    .slice(0, section.indexOf('\n\n', section.indexOf('| what changed')))
+    .split('\n')
+    .filter(
+      (line) => line.startsWith('| ') && !line.startsWith('| what changed') && !line.startsWith('| ---'),
+    );
+  return rows.map((row) => {
+    const [first = '', second = ''] = row.split(' | ').map((cell) => cell.replace(/^\| |\|$/g, '').trim());
+    const outside = first.replace(/\([^)]*\)/g, '');
+    const fields = [...outside.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    const expect: Expect = second.startsWith('recreate')
+      ? 'recreate'
+      : second.startsWith('restart on the same root disk, pointed')
+        ? 'rebase'
+        : second.startsWith('restart')
+          ? 'restart'
+          : second.startsWith('recorded only')
+            ? 'record'
+            : second.startsWith('the new instances are created')
+              ? 'replicas'
+              : 'removed';
+    return { fields: fields.length > 0 ? fields : [first], what: first, expect };
+  });
+}
+
+test("the README's change table is what the planner does, field by field", async (t) => {
+  const table = changeTable();
+  const rowOf = (edit: TableEdit) => {
+    const rows = table.filter((r) => r.fields.includes(edit.field) && r.what.includes(edit.row ?? ''));
+    assert.equal(rows.length, 1, `${edit.field} (${edit.row ?? ''}) is in exactly one row of the table`);
+    return rows[0]!;
+  };
+  // Every field of the table has an edit here (the deleted-service row is the last test below).
+  for (const row of table)
+    for (const field of row.fields)
+      if (!field.startsWith('a service deleted'))
+        assert.ok(
+          tableEdits.some((e) => e.field === field && row.what.includes(e.row ?? '')),
+          `no edit walks ${field} of the row "${row.what}"`,
+        );
+
+  for (const edit of tableEdits) {
+    const { expect } = rowOf(edit);
+    await t.test(`${edit.field}${edit.row ? ` (${edit.row})` : ''}: ${expect}`, () => {
+      const desired = composeFile(shop, ['other.qcow2', 'moved.qcow2']);
+      const before = desired();
+      const text = parse(shop) as Shop;
+      edit.edit(text);
+      const after = desired(stringify(text), before);
+      let observed = hostRunning(before, after);
+      if (edit.moved)
+        observed = {
+          ...observed,
+          overlays: Object.fromEntries(
+            Object.entries(observed.overlays).map(([n, o]) => [n, { ...o, base: 'same' as const }]),
+          ),
+        };
+      const result = plan(after, observed, up(after));
+      const mine = byName(after);
+      const ofService = result.actions.filter((a) => a.service === edit.service && a.kind === 'instance');
+      const verbs = ofService.map((a) => `${a.verb} ${a.name}`);
+      const names = [...mine.values()]
+        .filter((d) => d.service.name === edit.service)
+        .map((d) => d.resolved.name);
+      const disks = result.actions.filter((a) => a.kind === 'overlay').map((a) => `${a.verb} ${a.name}`);
+      switch (expect) {
+        case 'recreate':
+          assert.deepEqual(
+            verbs,
+            names.map((n) => `recreate ${n}`),
+          );
+          assert.deepEqual(
+            disks,
+            names.map((n) => `recreate ${n}`),
+          );
+          break;
+        case 'rebase':
+          assert.deepEqual(
+            verbs,
+            names.map((n) => `restart ${n}`),
+          );
+          assert.deepEqual(
+            disks,
+            names.map((n) => `rebase ${n}`),
+          );
+          break;
+        case 'restart':
+          assert.deepEqual(
+            verbs,
+            names.map((n) => `restart ${n}`),
+          );
+          assert.deepEqual(disks, [], 'the root disk is kept');
+          break;
+        case 'record':
+          assert.deepEqual(
+            verbs,
+            names.map((n) => `record ${n}`),
+          );
+          assert.deepEqual(disks, []);
+          break;
+        case 'replicas': {
+          const was = [...byName(before).values()].filter((d) => d.service.name === edit.service).length;
+          assert.deepEqual(
+            verbs,
+            names.length > was
+              ? [`create ${edit.service}-${was}`]
+              : [`remove ${edit.service}-${names.length}`],
+          );
+          break;
+        }
+        default:
+          assert.fail(`no check for ${expect}`);
+      }
+      // Whatever the row, nothing of another service is touched beyond its hosts table.
+      for (const action of result.actions.filter((a) => a.service !== edit.service))
+        assert.equal(`${action.kind} ${action.verb}`, 'seed write', JSON.stringify(action));
+    });
+  }
+});
+
+test('a service deleted from the file: its instances are removed (the last row of the table)', () => {
+  const table = changeTable();
+  assert.equal(table.at(-1)!.expect, 'removed');
+  const desired = composeFile(shop);
+  const before = desired();
+  const text = parse(shop) as Shop;
+  delete text.services.web;
+  const after = desired(stringify(text), before);
+  assert.deepEqual(
+    plan(after, hostRunning(before, after), up(after))
+      .actions.filter((a) => a.kind === 'instance')
+      .map((a) => `${a.verb} ${a.name}: ${a.reason}`),
+    [
+      'remove web-0: service web is no longer in the file',
+      'remove web-1: service web is no longer in the file',
+    ],
+  );
 });

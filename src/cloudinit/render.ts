@@ -125,33 +125,58 @@ export function renderHosts(project: ResolvedProject, instance: ResolvedInstance
   ].join('\n');
 }
 
+/** Marks the /etc/fstab lines holos manages; mount(8) and systemd ignore `x-` options. */
+const managedOption = 'x-holos';
+
+/** The fstab line of one mount. fstab fields are separated by blanks: escaped in octal. */
+export function fstabLine(mount: ResolvedMount): string {
+  const target = mount.target.replace(/\\/g, '\\134').replace(/ /g, '\\040');
+  const options = `${mount.readOnly ? 'ro' : 'defaults'},nofail,${managedOption}`;
+  return mount.type === 'volume'
+    ? `${volumeDevice(mount)} ${target} ext4 ${options} 0 2`
+    : `${mount.device} ${target} 9p trans=virtio,version=9p2000.L,msize=262144,${options} 0 0`;
+}
+
+const volumeDevice = (mount: ResolvedMount) => `/dev/disk/by-id/virtio-${mount.device}`;
+
 /**
- * A shell line that mounts one volume and records it in fstab, idempotently: a named volume
- * gets an ext4 filesystem only when it has none; a bind mount arrives over 9p.
+ * A shell line that makes holos's lines of /etc/fstab exactly these mounts, every boot: the
+ * mounts are not part of the seed's identity (an edit of them is a restart, not a new root
+ * disk), so a guest booted with other mounts than last time unmounts the ones that are gone or
+ * changed and forgets them. The user's own fstab lines are kept as they are.
+ */
+export function fstabSync(mounts: readonly ResolvedMount[]): string {
+  // $dir as fstabLine escaped it, back to the path: \040 is a space, \134 a backslash.
+  const unescapeFstab = `printf '%s' "$dir" | sed 's/\\\\040/ /g; s/\\\\134/\\\\/g'`;
+  const wanted = '/run/holos.fstab';
+  const write =
+    mounts.length === 0
+      ? `: > ${wanted}`
+      : `printf '%s\\n' ${mounts.map((m) => shellQuote(fstabLine(m))).join(' ')} > ${wanted}`;
+  const ours = `',${managedOption} '`;
+  return [
+    write,
+    `{ grep -F ${ours} /etc/fstab | grep -vxF -f ${wanted} | while read -r _ dir _; do umount "$(${unescapeFstab})" 2>/dev/null || true; done; }`,
+    `{ grep -vF ${ours} /etc/fstab; cat ${wanted}; } > /etc/fstab.holos && mv /etc/fstab.holos /etc/fstab`,
+  ].join('; ');
+}
+
+/**
+ * A shell line that mounts one volume, idempotently, once fstabSync has listed it: a named
+ * volume gets an ext4 filesystem only when it has none; a bind mount arrives over 9p.
  */
 export function mountCommand(mount: ResolvedMount): string {
   const target = shellQuote(mount.target);
-  const options = mount.readOnly ? 'ro,nofail' : 'defaults,nofail';
-  // fstab fields are separated by spaces, so a space in the target is written \040.
-  const fstabTarget = mount.target.replace(/ /g, '\\040');
   const steps: string[] = [];
-  let fstab: string;
   if (mount.type === 'volume') {
-    const device = `/dev/disk/by-id/virtio-${mount.device}`;
+    const device = volumeDevice(mount);
     steps.push(`udevadm settle --exit-if-exists=${device} || true`);
     if (!mount.readOnly)
       steps.push(
         `{ blkid ${device} >/dev/null || mkfs.ext4 -q -F -L ${shellQuote(mount.source.slice(0, 16))} ${device}; }`,
       );
-    fstab = `${device} ${fstabTarget} ext4 ${options} 0 2`;
-  } else {
-    fstab = `${mount.device} ${fstabTarget} 9p trans=virtio,version=9p2000.L,msize=262144,${options} 0 0`;
   }
-  steps.push(
-    `mkdir -p ${target}`,
-    `{ grep -qxF ${shellQuote(fstab)} /etc/fstab || echo ${shellQuote(fstab)} >> /etc/fstab; }`,
-    `{ mountpoint -q ${target} || mount ${target}; }`,
-  );
+  steps.push(`mkdir -p ${target}`, `{ mountpoint -q ${target} || mount ${target}; }`);
   return steps.join(' && ');
 }
 
@@ -192,7 +217,7 @@ export function renderUserData(
       ...init.write_files,
     ],
     // Mounts go first in bootcmd: every boot, idempotent, and before the user's commands need them.
-    bootcmd: [...service.mounts.map(mountCommand), ...init.bootcmd],
+    bootcmd: [fstabSync(service.mounts), ...service.mounts.map(mountCommand), ...init.bootcmd],
     runcmd: init.runcmd,
   };
   return `#cloud-config\n${yaml11(config)}`;

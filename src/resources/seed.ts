@@ -14,8 +14,10 @@ export interface SeedSpec {
   /** Hash of the whole content: names the file. */
   hash: string;
   /**
-   * Hash of the content without the /etc/hosts table. Adding a replica changes every
-   * instance's hosts table; that alone must not recreate the others (see instance.ts).
+   * Hash of the content without the /etc/hosts table and the mounts: what the guest's first
+   * boot made of it (see instance.ts). Adding a replica changes every instance's hosts table,
+   * and a mount edit only the QEMU arguments and the fstab lines the guest rewrites each boot
+   * (render.ts, fstabSync); neither needs a new root disk.
    */
   identity: string;
   path: string;
@@ -37,7 +39,8 @@ export function desired(
 ): SeedSpec {
   const files = toFiles({ ...renderSeed(project, service, instance, keys) });
   const withoutHosts = { ...project, network: { ...project.network, hosts: {} } };
-  const identity = seedHash(toFiles({ ...renderSeed(withoutHosts, service, instance, keys) }));
+  const withoutMounts = { ...service, mounts: [] };
+  const identity = seedHash(toFiles({ ...renderSeed(withoutHosts, withoutMounts, instance, keys) }));
   const hash = seedHash(files);
   return { instance: instance.name, files, hash, identity, path: pathFor(hash) };
 }
