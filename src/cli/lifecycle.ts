@@ -95,23 +95,21 @@ async function mutate(
   const target = await projectOf(globals, extra);
   const services = await chooseServices(target.services, named);
   const targets = targetsFor(services);
-  const logger = await createLogger(globals);
-  const warn = (message: string) => {
-    logger.warn(message);
-    if (!options.json) console.error(`holos: warning: ${message}`);
-  };
   if (options.dryRun) {
     const session = await target.open();
-    if (session.notice) warn(session.notice);
+    // stdout is the plan alone, also with --json: the notice goes to stderr.
+    if (session.notice) console.error(`holos: warning: ${session.notice}`);
     const { plan } = await planSession(session, targets);
     console.log(options.json ? JSON.stringify(plan) : formatPlan(plan));
     return;
   }
+  const logger = await createLogger(globals);
   const print = eventPrinter(options.json ?? false);
   const emit: Parameters<typeof converge>[2]['emit'] = (event) => {
     logger.info(stamp(event), event.type);
     print(event);
   };
+  const warn = (message: string) => emit({ type: 'warning', message });
   const project = target.layout.project;
   const lock = await acquireLock(target.layout.lock, project, {
     noWait: !options.wait,
@@ -410,7 +408,7 @@ async function watchVerb(
     },
     warn: (message) => {
       logger.warn(message);
-      if (!options.json) console.error(`holos: warning: ${message}`);
+      print({ type: 'warning', message });
     },
   });
 }

@@ -103,6 +103,8 @@ export function formatEvent(event: HolosEvent): string | undefined {
       }
     case 'waiting':
       return event.message;
+    case 'warning':
+      return `holos: warning: ${event.message}`;
     case 'trigger':
       return `watch: ${event.reason}`;
     case 'watching':

@@ -22,6 +22,8 @@ export type HolosEvent =
       duration_ms?: number;
     }
   | { type: 'waiting'; message: string }
+  /** Something the user should know that changes nothing by itself (KVM unusable, a project adopted). */
+  | { type: 'warning'; message: string }
   /** watch: why a pass starts, a file that does not validate, an instance held back, a failed pass. */
   | { type: 'trigger'; reason: string }
   /** watch: these instances' QMP event sockets are now followed. */
