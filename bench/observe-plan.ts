@@ -1,5 +1,5 @@
 // How long observe + plan take on a converged project of 50 running instances (DESIGN.md §4:
-// "well under a second"). The VMs are real QEMU processes, brought up by `holos up` inside a
+// "well under a second"), and the whole `holos plan` and no-op `holos up` commands. The VMs are real QEMU processes, brought up by `holos up` inside a
 // private network namespace and held before their first instruction (`extra_args: [-S]`), so
 // that 50 emulated CPUs do not starve holos of this host's cores while it is measured.
 //
@@ -57,12 +57,20 @@ try {
     holos('plan');
     cliRuns.push(performance.now() - started);
   }
+  // A no-op `holos up`: the same, plus the lock, the record and the status table.
+  const upRuns: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    started = performance.now();
+    holos('up');
+    upRuns.push(performance.now() - started);
+  }
   console.log(`instances: ${instances} running (held with -S)`);
   console.log(`holos up (create ${instances}):              ${(upMs / 1000).toFixed(2)} s`);
   console.log(
     `observe + plan, in process (median of 10): ${median(inProcess).toFixed(0)} ms (${(median(inProcess) / instances).toFixed(1)} ms per instance)`,
   );
   console.log(`holos plan, whole command (median of 5):   ${median(cliRuns).toFixed(0)} ms`);
+  console.log(`holos up, no-op, whole command (median of 5): ${median(upRuns).toFixed(0)} ms`);
 } finally {
   try {
     holos('down');

@@ -20,6 +20,7 @@ import { isOurQemu, readPid } from '../../src/observe/process.js';
 import { escapeOption } from '../../src/qemu/argv.js';
 import { freePort } from '../../src/observe/ports.js';
 import { QmpClient } from '../../src/observe/qmp.js';
+import type { Stamped } from '../../src/reconcile/events.js';
 import { execCollect, publicKeyBlob } from '../../src/ssh/exec.js';
 
 // ssh2 is CommonJS: named imports crash at run time.
@@ -755,6 +756,36 @@ export async function powerDown(guest: Guest, timeoutMs = 3 * 60_000): Promise<s
   } finally {
     qmp.close();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// QEMU processes seen from outside
+
+/** Whether `pid` is a QEMU whose command line names `marker` (a state dir, a socket path). */
+export function isQemuOf(pid: number, marker: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv[0]!.includes('qemu') && argv.some((arg) => arg.includes(marker));
+  } catch {
+    return false;
+  }
+}
+
+/** The events of `holos … --json`, one JSON object a line. */
+export const parseEvents = (stdout: string): Stamped[] =>
+  stdout
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as Stamped);
+
+/** Skips (locally) or fails (CI) a test that needs a network namespace where none can be made. */
+export function netnsGate(t: TestContext): boolean {
+  if (canUseNetns()) return true;
+  const reason = `${t.name}: needs root and iproute2 for a network namespace`;
+  if (isCi()) throw new Error(`${reason} (CI=true: e2e tests must run)`);
+  console.error(`# SKIP ${reason}`);
+  t.skip(reason);
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -25,9 +25,12 @@ import {
   BOOT_TIMEOUT_MS,
   canUseNetns,
   e2eTest,
+  isQemuOf,
   netnsHttpGet,
   netnsSshConnectRetry,
   netnsWaitForSshBanner,
+  parseEvents,
+  qemusUnder,
   run as runHost,
   runHolosIn,
   runOk,
@@ -104,11 +107,6 @@ function stackYaml(image: string, shape: StackShape): string {
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
-const parseEvents = (stdout: string): Stamped[] =>
-  stdout
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as Stamped);
 const instanceActions = (actions: Action[]) =>
   actions
     .filter((a) => a.kind === 'instance')
@@ -120,22 +118,6 @@ const actionsDone = (events: Stamped[]) =>
   events.filter((e): e is ActionEvent => e.type === 'action' && e.phase === 'done');
 const stepsOf = (events: Stamped[], instance: string) =>
   events.flatMap((e) => (e.type === 'step' && e.instance === instance ? [e.message] : []));
-const isQemuOf = (pid: number, marker: string) => {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return argv[0]!.includes('qemu') && argv.some((arg) => arg.includes(marker));
-  } catch {
-    return false;
-  }
-};
-
-/** Every QEMU process whose command line names `marker` (a state dir). */
-const qemusUnder = (marker: string): number[] =>
-  readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .map(Number)
-    .filter((pid) => isQemuOf(pid, marker));
-
 e2eTest(
   'stack: db + 2 web replicas through the holos binary — order, network, ports, volumes, edits, stop/down',
   async (t, env) => {
