@@ -8,22 +8,118 @@ export interface Issue {
   anchor: Anchor;
 }
 
-/** `services.web.ports[0]`: the path as users read it. */
+// Messages quote what the user wrote, and a compose file can hold anything: escape sequences
+// that would recolour or clear the terminal, bidi overrides that reorder the line as shown, and
+// values of megabytes. Whatever reaches a message is escaped and cut to a recognisable prefix.
+
+/**
+ * Characters a terminal acts on or hides: controls (C0, DEL, C1), format characters (bidi
+ * overrides, zero-width spaces, the BOM), line and paragraph separators, and lone surrogates.
+ */
+const unprintable = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+const isUnprintable = /^[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]$/u;
+const hasUnprintable = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
+const namedEscapes: Record<string, string> = { '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+function escapeChar(char: string): string {
+  const code = char.codePointAt(0)!;
+  const hex = (digits: number) => code.toString(16).padStart(digits, '0');
+  return (
+    namedEscapes[char] ?? (code < 0x100 ? `\\x${hex(2)}` : code < 0x10000 ? `\\u${hex(4)}` : `\\u{${hex(1)}}`)
+  );
+}
+
+/** `text` with every unprintable character written as an escape (`\t`, `\x1b`, `\u202e`). */
+export function escapeUnprintable(text: string): string {
+  return text.replace(unprintable, escapeChar);
+}
+
+/** A value longer than this (once escaped) is shown by its first `keptLength` characters. */
+const maxValueLength = 100;
+const keptLength = 60;
+
+/** The longest message: a value the user wrote never makes a line much longer. */
+export const maxMessageLength = 270;
+
+/** Whether `text` may hold a word that `shorten` would cut: a plain scan, as a regex is slower. */
+function mayHaveLongWord(text: string): boolean {
+  let run = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    run = code === 0x20 || code === 0x22 ? 0 : run + 1;
+    if (run > maxValueLength) return true;
+  }
+  return false;
+}
+
+/**
+ * `text` escaped, and when that is long, a prefix of it plus its length in characters. Linear in
+ * the text, and never splits a character or an escape.
+ */
+function shorten(text: string): { shown: string; length?: number } {
+  let shown = '';
+  let kept = 0;
+  let length = 0;
+  for (const char of text) {
+    length++;
+    if (shown.length > maxValueLength) continue;
+    const piece = isUnprintable.test(char) ? escapeChar(char) : char;
+    if (shown.length + piece.length <= keptLength) kept = shown.length + piece.length;
+    shown += piece;
+  }
+  return shown.length <= maxValueLength ? { shown } : { shown: shown.slice(0, kept), length };
+}
+
+/** A value the user wrote, in quotes: `"8080:http"`, or `"aaaa…" (5242880 characters)` when long. */
+export function quote(text: string): string {
+  const { shown, length } = shorten(text);
+  return length === undefined ? `"${shown}"` : `"${shown}…" (${length} characters)`;
+}
+
+/**
+ * A whole message made safe to print, whoever wrote it: unprintable characters escaped, each long
+ * word (a value without spaces) cut as `quote` cuts it, and the message cut at maxMessageLength.
+ */
+export function printable(message: string): string {
+  if (!hasUnprintable.test(message) && !mayHaveLongWord(message) && message.length <= maxMessageLength)
+    return message;
+  const words = message.replace(/([^\s"]+)("?)/g, (_, word: string, closingQuote: string) => {
+    const { shown, length } = shorten(word);
+    return length === undefined ? shown + closingQuote : `${shown}…${closingQuote} (${length} characters)`;
+  });
+  const escaped = escapeUnprintable(words);
+  if (escaped.length <= maxMessageLength) return escaped;
+  const cut = maxMessageLength - 30;
+  // Cutting between the halves of a surrogate pair would print a lone surrogate.
+  const end = /[\ud800-\udbff]/.test(escaped[cut - 1]!) ? cut - 1 : cut;
+  return `${escaped.slice(0, end)}… (${escaped.length} characters)`;
+}
+
+/** `services.web.ports[0]`: the path as users read it, each key escaped and cut when long. */
 export function formatPath(path: Path): string {
-  return path.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
+  return path
+    .map((segment, i) => {
+      if (typeof segment === 'number') return `[${segment}]`;
+      const { shown, length } = shorten(segment);
+      const key = length === undefined ? shown : `${shown}…`;
+      return i === 0 ? key : `.${key}`;
+    })
+    .join('');
 }
 
 function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  // Two rows of the Levenshtein table, reused: an unknown key is compared with every known one.
+  let previous = new Uint32Array(b.length + 1).map((_, j) => j);
+  let current = new Uint32Array(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
-    const current = [i];
+    current[0] = i;
     for (let j = 1; j <= b.length; j++)
       current[j] = Math.min(
         previous[j]! + 1,
         current[j - 1]! + 1,
         previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
       );
-    previous = current;
+    [previous, current] = [current, previous];
   }
   return previous[b.length]!;
 }
@@ -33,6 +129,8 @@ export function closest(word: string, candidates: readonly string[]): string | u
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
   for (const candidate of candidates) {
+    // The distance is at least the difference in length: a long word skips the quadratic work.
+    if (Math.abs(word.length - candidate.length) >= bestDistance) continue;
     const distance = editDistance(word, candidate);
     if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
   }
@@ -71,15 +169,16 @@ function knownKeysAt(schema: AnySchema, path: Path): string[] {
 function unknownKeyMessage(key: string, known: string[]): string {
   const guess = closest(key, known);
   const hint = guess ? `did you mean "${guess}"?` : `allowed here: ${known.join(', ')}`;
-  return `unknown key "${key}"; ${hint} (extension keys start with x-)`;
+  return `unknown key ${quote(key)}; ${hint} (extension keys start with x-)`;
 }
 
 function describeValue(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  if (typeof value === 'string') return `the string "${value}"`;
-  return `${typeof value} ${JSON.stringify(value)}`;
+  if (typeof value === 'string') return `the string ${quote(value)}`;
+  // String, not JSON: JSON writes a number too large for a double (1e400) as null.
+  return `${typeof value} ${value as number}`;
 }
 
 const article = (type: string) => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);
