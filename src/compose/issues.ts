@@ -195,6 +195,9 @@ function describe(issue: z.core.$ZodIssue, input: unknown): string {
     return issue.message.startsWith('Invalid input') ? 'is required' : `is required; it ${issue.message}`;
   switch (issue.code) {
     case 'invalid_type':
+      // Digits past a double's range read as Infinity, which zod calls "not a number".
+      if (typeof input === 'number' && !Number.isFinite(input))
+        return `expected a finite number, got ${input}`;
       if (!issue.message.startsWith('Invalid input')) return `${issue.message}, got ${describeValue(input)}`;
       return `expected ${article(typeNames[issue.expected] ?? issue.expected)}, got ${describeValue(input)}`;
     case 'too_small':

@@ -1,10 +1,11 @@
-import { readFileSync, statSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
 import { ComposeProblems, UserError } from '../errors.js';
 import { crossChecks, type PathKind } from './checks.js';
-import { formatPath, fromZod, type Issue } from './issues.js';
+import { escapeUnprintable, formatPath, fromZod, printable, quote, type Issue } from './issues.js';
 import { composeSchema, dnsLabel, serviceSchema, type Compose, type Service } from './schema.js';
-import { SourceFile } from './source.js';
+import { defaultLimits, SourceFile, type Limits, type Position, type Problem } from './source.js';
 
 export const defaultFileNames = ['holos.yaml', 'holos.yml'];
 
@@ -87,7 +88,7 @@ function projectName(compose: { name?: string }, dir: string, override?: string)
   return {
     path: [],
     anchor: 'key',
-    message: `cannot derive a project name from the directory "${basename(dir)}"; add name: to the file`,
+    message: `cannot derive a project name from the directory ${quote(basename(dir))}; add name: to the file`,
   };
 }
 
@@ -105,55 +106,121 @@ export function displayName(file: string): string {
   return rel.startsWith('..') || isAbsolute(rel) ? file : rel;
 }
 
-function problemLines(source: SourceFile, issues: Issue[]): string[] {
-  const name = displayName(source.file);
-  const located = issues.map((issue) => ({ issue, position: source.positionOf(issue.path, issue.anchor) }));
-  located.sort(
+/** One line per distinct problem, in file order: the same message at the same place is said once. */
+function problemLines(file: string, problems: Problem[]): string[] {
+  const name = escapeUnprintable(displayName(file));
+  const where = (at?: Position) => (at ? `${name}:${at.line}:${at.col}` : name);
+  const sorted = [...problems].sort(
     (a, b) =>
       (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0),
   );
-  return located.map(({ issue, position }) => {
-    const where = position ? `${name}:${position.line}:${position.col}` : name;
-    return issue.path.length > 0
-      ? `${where}: ${formatPath(issue.path)}: ${issue.message}`
-      : `${where}: ${issue.message}`;
-  });
+  return [...new Set(sorted.map((problem) => `${where(problem.position)}: ${printable(problem.message)}`))];
+}
+
+function located(source: SourceFile, issue: Issue): Problem {
+  return {
+    position: source.positionOf(issue.path, issue.anchor),
+    message: issue.path.length > 0 ? `${formatPath(issue.path)}: ${issue.message}` : issue.message,
+  };
+}
+
+function cannotRead(file: string, error: unknown): UserError {
+  const reason =
+    (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+  return new UserError(printable(`cannot read ${displayName(file)}: ${reason}`));
+}
+
+/** At most `limit` bytes of the file, and one more if it has them: a huge file costs nothing. */
+function readAtMost(file: string, limit: number): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (error) {
+    throw cannotRead(file, error);
+  }
+  try {
+    const buffer = Buffer.alloc(limit + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const read = readSync(fd, buffer, length, buffer.length - length, null);
+      if (read === 0) break;
+      length += read;
+    }
+    return buffer.subarray(0, length);
+  } catch (error) {
+    throw cannotRead(file, error);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Where the first byte that is not UTF-8 is. Decoding puts U+FFFD in its place; until then every
+ * character is what the file says, so their encoded lengths give the offset. A U+FFFD the file
+ * itself spells (EF BF BD) is skipped.
+ */
+function firstInvalidByte(bytes: Buffer, text: string): Position & { offset: number } {
+  let [offset, line, col] = [0, 1, 1];
+  for (const char of text) {
+    if (
+      char === '\ufffd' &&
+      !(bytes[offset] === 0xef && bytes[offset + 1] === 0xbf && bytes[offset + 2] === 0xbd)
+    )
+      break;
+    const code = char.codePointAt(0)!;
+    offset += code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+    [line, col] = char === '\n' ? [line + 1, 1] : [line, col + char.length];
+  }
+  return { offset, line, col };
+}
+
+/** The file as text, or what is wrong with its bytes: too many of them, or not UTF-8. */
+function readText(file: string, maxBytes: number): string | Problem {
+  const bytes = readAtMost(file, maxBytes);
+  if (bytes.length > maxBytes)
+    return {
+      message: `the file is larger than ${maxBytes} bytes, the most a compose file may have; is this the right file?`,
+    };
+  const text = bytes.toString('utf8');
+  if (isUtf8(bytes)) return text;
+  const { offset, line, col } = firstInvalidByte(bytes, text);
+  const byte = bytes[offset]!.toString(16).padStart(2, '0');
+  return {
+    position: { line, col },
+    message: `byte 0x${byte} at offset ${offset} is not UTF-8; save the file as UTF-8`,
+  };
+}
+
+export interface ValidateOptions {
+  projectName?: string;
+  /** Tighter or looser bounds than defaultLimits: tests and benchmarks use them. */
+  limits?: Partial<Limits>;
 }
 
 /** Reads and checks a compose file. Touches nothing but the file and the paths it names. */
-export function validateComposeFile(file: string, options: { projectName?: string } = {}): Validation {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    const reason =
-      (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
-    throw new UserError(`cannot read ${displayName(file)}: ${reason}`);
-  }
-  const source = new SourceFile(file, text);
-  const syntax = source.syntaxErrors();
-  if (syntax.length > 0) {
-    const name = displayName(file);
-    return {
-      ok: false,
-      file,
-      problems: syntax.map((e) => `${name}:${e.position.line}:${e.position.col}: ${e.message}`),
-    };
-  }
+export function validateComposeFile(file: string, options: ValidateOptions = {}): Validation {
+  const limits = { ...defaultLimits, ...options.limits };
+  const failed = (problems: Problem[]): Validation => ({
+    ok: false,
+    file,
+    problems: problemLines(file, problems),
+  });
+  const text = readText(file, limits.maxBytes);
+  if (typeof text !== 'string') return failed([text]);
+  // Size, depth and alias expansion are bounded here, so nothing below can run out of stack
+  // or memory: toJS, withoutExtensions and zod all recurse.
+  const source = new SourceFile(file, text, limits);
+  if (!source.document || source.problems.length > 0) return failed(source.problems);
   let data: unknown;
   try {
-    data = source.document.toJS({ maxAliasCount: 1000 });
+    // SourceFile counted every alias and merge key expanded (which maxAliasCount does not).
+    data = source.document.toJS({ maxAliasCount: -1 });
   } catch (error) {
-    // Unresolved aliases and alias bombs surface only when the document is turned into data.
-    return { ok: false, file, problems: [`${displayName(file)}: ${(error as Error).message}`] };
+    return failed([{ message: (error as Error).message }]);
   }
   const raw = withoutExtensions(data);
   if (raw === null || raw === undefined)
-    return {
-      ok: false,
-      file,
-      problems: [`${displayName(file)}: the file is empty; it needs at least a services: mapping`],
-    };
+    return failed([{ message: 'the file is empty; it needs at least a services: mapping' }]);
 
   const dir = dirname(file);
   const result = composeSchema.safeParse(raw);
@@ -176,7 +243,7 @@ export function validateComposeFile(file: string, options: { projectName?: strin
   const project = projectName(result.success ? result.data : {}, dir, options.projectName);
   if (typeof project !== 'string') issues.push(project);
   if (issues.length > 0 || !result.success || typeof project !== 'string')
-    return { ok: false, file, problems: problemLines(source, issues) };
+    return failed(issues.map((issue) => located(source, issue)));
   return { ok: true, file, loaded: { file, dir, project, compose: result.data } };
 }
 
