@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { openProject, planSession } from '../src/reconcile/converge.js';
+import { planSession } from '../src/reconcile/converge.js';
+import { openProject } from '../src/session.js';
 
 const instances = Number(process.argv[2] ?? 50);
 const root = mkdtempSync(join(tmpdir(), 'holos-bench-'));

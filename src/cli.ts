@@ -1,13 +1,12 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { followFlagAfterLogs, registerAccessCommands } from './cli/access.js';
-import { registerComposeCommands } from './cli/compose.js';
-import { registerLifecycleCommands } from './cli/lifecycle.js';
+import { followFlagAfterLogs } from './cli/argv.js';
+import { registerCommands } from './cli/commands.js';
 import type { GlobalOptions } from './cli/context.js';
 
-// Only commander is imported eagerly: every verb imports what it needs when it runs, so
-// `holos --version` and shell completion stay fast.
+// Only commander and the verbs' descriptions are loaded eagerly: a verb loads its module when
+// it runs (cli/commands.ts), so `holos --version` and shell completion stay fast.
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -32,9 +31,7 @@ const program = new Command('holos')
   .showHelpAfterError('(run holos --help for usage)');
 
 const globals = () => program.opts<GlobalOptions>();
-registerComposeCommands(program, globals);
-registerLifecycleCommands(program, globals);
-registerAccessCommands(program, globals);
+registerCommands(program, globals);
 
 try {
   await program.parseAsync(followFlagAfterLogs(process.argv));

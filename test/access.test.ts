@@ -39,9 +39,10 @@ import {
   type InstanceInfo,
 } from '../src/access/target.js';
 import { signalExitCode } from '../src/access/terminal.js';
-import { followFlagAfterLogs, waitOption } from '../src/cli/access.js';
+import { waitOption } from '../src/cli/access.js';
+import { followFlagAfterLogs } from '../src/cli/argv.js';
 import { UserError } from '../src/errors.js';
-import { projectLayout } from '../src/resources/layout.js';
+import { projectLayout } from '../src/state/layout.js';
 import { fingerprintOfLine } from '../src/ssh/session.js';
 import { generateKeyPair } from '../src/ssh/keys.js';
 import { shellCommand } from '../src/util/shell.js';
@@ -227,12 +228,12 @@ test('targets: an instance by name, a service by its replica 0, and errors that 
     /^UserError: db has not been created yet; it has no instances; holos up creates them$/,
   );
 
-  const stopped: InstanceInfo = { ...instances[1]!, state: 'stopped', observed: { applied: undefined } };
+  const stopped: InstanceInfo = { ...instances[1]!, state: 'stopped', pid: undefined, applied: undefined };
   assert.throws(
     () => requireRunning(stopped, [instances[0]!, stopped]),
     /^UserError: web-0 is stopped; start it with holos start web \(instances: db-0 \(absent\), web-0 \(stopped\)\)$/,
   );
-  const paused: InstanceInfo = { ...stopped, state: 'paused', observed: { pid: 1 } };
+  const paused: InstanceInfo = { ...stopped, state: 'paused', pid: 1 };
   assert.throws(
     () => requireRunning(paused, [paused]),
     /^UserError: web-0 is paused; resume it with holos up/,

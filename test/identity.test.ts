@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { UserError } from '../src/errors.js';
-import { checkIdentity, compareFiles } from '../src/reconcile/identity.js';
-import { forgetProject, projectsIn } from '../src/reconcile/project.js';
-import { projectLayout } from '../src/resources/layout.js';
+import { checkIdentity, compareFiles } from '../src/state/identity.js';
+import { forgetProject, projectsIn } from '../src/state/project.js';
+import { projectLayout } from '../src/state/layout.js';
 
 // Project identity on real files: one name in a state dir is managed from one compose file.
 

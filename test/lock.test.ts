@@ -17,7 +17,7 @@ import { createInterface } from 'node:readline';
 import { after, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UserError } from '../src/errors.js';
-import { acquireLock } from '../src/reconcile/lock.js';
+import { acquireLock } from '../src/state/lock.js';
 
 const workDir = mkdtempSync(join(tmpdir(), 'holos-lock-'));
 after(() => rmSync(workDir, { recursive: true, force: true }));
@@ -26,7 +26,7 @@ let count = 0;
 const lockPath = () => join(workDir, `p${++count}`, 'lock');
 
 const tsx = import.meta.resolve('tsx');
-const lockModule = new URL('../src/reconcile/lock.ts', import.meta.url).href;
+const lockModule = new URL('../src/state/lock.ts', import.meta.url).href;
 
 /**
  * Runs `body` as an ES module in another node process, with `acquireLock` in scope. `node` is

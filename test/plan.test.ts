@@ -6,9 +6,9 @@ import { validateComposeFile } from '../src/compose/load.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { desiredState, type Desired, type DesiredInstance, type Keys } from '../src/reconcile/desired.js';
 import type { Observed } from '../src/reconcile/observe.js';
-import { plan, type Plan, type Targets } from '../src/reconcile/plan.js';
+import { graphLines, plan, type Plan, type Targets } from '../src/reconcile/plan.js';
 import { normalise, type AppliedRecord, type InstanceObserved } from '../src/resources/instance.js';
-import { projectLayout } from '../src/resources/layout.js';
+import { projectLayout } from '../src/state/layout.js';
 import { parse, stringify } from 'yaml';
 import { composeDir } from './support/compose.js';
 
@@ -66,7 +66,7 @@ const perInstance = <T>(desired: Desired, fn: (d: DesiredInstance) => T): Record
 
 function appliedRecord(d: DesiredInstance): AppliedRecord {
   return {
-    schema_version: 1,
+    schema_version: 2,
     spec: normalise(d.spec),
     state: 'running',
     pid: 1000 + d.resolved.index,
@@ -83,18 +83,18 @@ const runningInstance = (d: DesiredInstance): InstanceObserved => {
   return { pid: applied.pid, status: 'running', applied };
 };
 
+const hostKeysOf = <T>(desired: Desired, fn: (d: DesiredInstance) => T): Record<string, T> =>
+  Object.fromEntries(desired.instances.map((d) => [d.hostKey.name, fn(d)]));
+
 /** What observeState reports for `wanted` on a host where nothing was ever made. */
 function freshHost(wanted: Desired): Observed {
   return {
-    keypair: {},
-    hostKeys: perInstance(wanted, () => ({})),
-    images: new Map([...wanted.images.keys()].map((service) => [service, { exists: true }])),
-    volumes: Object.fromEntries(wanted.volumes.map((v) => [v.name, { exists: false }])),
-    overlays: perInstance(wanted, () => ({ exists: false })),
-    seeds: perInstance(wanted, () => ({ exists: false })),
-    instances: perInstance(wanted, () => ({})),
-    strays: {},
-    volumesOnDisk: [],
+    keypair: { [wanted.project.name]: {}, ...hostKeysOf(wanted, () => ({})) },
+    image: Object.fromEntries([...wanted.images.keys()].map((ref) => [ref, { exists: true }])),
+    volume: Object.fromEntries(wanted.volumes.map((v) => [v.name, { exists: false }])),
+    overlay: perInstance(wanted, () => ({ exists: false })),
+    seed: perInstance(wanted, () => ({ exists: false })),
+    instance: perInstance(wanted, () => ({})),
   };
 }
 
@@ -102,36 +102,37 @@ function freshHost(wanted: Desired): Observed {
 function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
   const was = byName(applied);
   const made = (d: DesiredInstance) => was.get(d.resolved.name);
+  const strays = applied.instances.filter(
+    (d) => !wanted.instances.some((w) => w.resolved.name === d.resolved.name),
+  );
   return {
-    keypair: { publicKey: keys.project },
-    hostKeys: perInstance(wanted, (d) =>
-      made(d) ? { publicKey: hostKeyPair(d.resolved.name).publicKey } : {},
-    ),
-    images: new Map([...wanted.images.keys()].map((service) => [service, { exists: true }])),
-    volumes: Object.fromEntries(
-      wanted.volumes.map((v) => {
-        const old = applied.volumes.find((a) => a.name === v.name);
-        return [v.name, old ? { exists: true, virtualSize: old.size } : { exists: false }];
+    keypair: {
+      [wanted.project.name]: { publicKey: keys.project },
+      ...hostKeysOf(wanted, (d) => (made(d) ? { publicKey: hostKeyPair(d.resolved.name).publicKey } : {})),
+    },
+    image: Object.fromEntries([...wanted.images.keys()].map((ref) => [ref, { exists: true }])),
+    // Every volume the applied project made is on disk, whether the file still names it or not.
+    volume: Object.fromEntries(
+      [...new Set([...wanted.volumes, ...applied.volumes].map((v) => v.name))].map((name) => {
+        const old = applied.volumes.find((a) => a.name === name);
+        return [name, old ? { exists: true, virtualSize: old.size } : { exists: false }];
       }),
     ),
-    overlays: perInstance(wanted, (d) => {
+    overlay: perInstance(wanted, (d) => {
       const old = made(d)?.overlay;
       return old
         ? { exists: true, backingFile: old.base.path, backingFormat: old.base.format, virtualSize: 2 ** 30 }
         : { exists: false };
     }),
     // The seed file is named by its content hash: it exists only if the content is the same.
-    seeds: perInstance(wanted, (d) => ({ exists: made(d)?.seed.path === d.seed.path })),
-    instances: perInstance(wanted, (d) => {
-      const old = made(d);
-      return old ? runningInstance(old) : {};
-    }),
-    strays: Object.fromEntries(
-      applied.instances
-        .filter((d) => !wanted.instances.some((w) => w.resolved.name === d.resolved.name))
-        .map((d) => [d.resolved.name, runningInstance(d)]),
-    ),
-    volumesOnDisk: applied.volumes.map((v) => v.name),
+    seed: perInstance(wanted, (d) => ({ exists: made(d)?.seed.path === d.seed.path })),
+    instance: {
+      ...perInstance(wanted, (d) => {
+        const old = made(d);
+        return old ? runningInstance(old) : {};
+      }),
+      ...Object.fromEntries(strays.map((d) => [d.resolved.name, runningInstance(d)])),
+    },
   };
 }
 
@@ -139,7 +140,7 @@ function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
 function withInstance(observed: Observed, name: string, seen: Partial<InstanceObserved>): Observed {
   return {
     ...observed,
-    instances: { ...observed.instances, [name]: { ...observed.instances[name], ...seen } },
+    instance: { ...observed.instance, [name]: { ...observed.instance[name], ...seen } },
   };
 }
 
@@ -152,7 +153,7 @@ const up = (desired: Desired): Targets => ({
 const lines = (p: Plan) => p.actions.map((a) => `${a.kind} ${a.verb} ${a.name}: ${a.reason}`);
 
 const seedContent = (desired: Desired, name: string) =>
-  `content ${byName(desired).get(name)!.seed.hash.slice(0, 8)}`;
+  `content ${byName(desired).get(name)!.seed.hash!.slice(0, 8)}`;
 
 test('a fresh project: keys, volume, then per instance in start order key, disk, seed, instance', () => {
   const desired = composeFile(shop)();
@@ -252,7 +253,7 @@ test('a recorded instance whose QEMU is gone is started again', () => {
   const observed = withInstance(hostRunning(desired), 'db-0', { pid: undefined, status: undefined });
   assert.deepEqual(lines(plan(desired, observed, up(desired))), ['instance start db-0: QEMU exited']);
 
-  const applied = observed.instances['db-0']!.applied!;
+  const applied = observed.instance['db-0']!.applied!;
   const stopped = withInstance(observed, 'db-0', { applied: { ...applied, state: 'stopped' } });
   assert.deepEqual(lines(plan(desired, stopped, up(desired))), ['instance start db-0: stopped']);
 });
@@ -273,14 +274,14 @@ test('a missing root disk or one on another base forces a recreate', () => {
   const desired = composeFile(shop)();
   const base = byName(desired).get('web-0')!.overlay.base.path;
   const missing = hostRunning(desired);
-  missing.overlays['web-0'] = { exists: false };
+  missing.overlay['web-0'] = { exists: false };
   assert.deepEqual(lines(plan(desired, missing, up(desired))), [
     'overlay create web-0: no root disk',
     'instance recreate web-0: no root disk',
   ]);
 
   const moved = hostRunning(desired);
-  moved.overlays['web-0'] = { exists: true, backingFile: '/old/base.qcow2', backingFormat: 'qcow2' };
+  moved.overlay['web-0'] = { exists: true, backingFile: '/old/base.qcow2', backingFormat: 'qcow2' };
   const because = `the root disk is based on /old/base.qcow2, not ${base}`;
   assert.deepEqual(lines(plan(desired, moved, up(desired))), [
     `overlay recreate web-0: ${because}`,
@@ -288,7 +289,7 @@ test('a missing root disk or one on another base forces a recreate', () => {
   ]);
 
   const raw = hostRunning(desired);
-  raw.overlays['web-0'] = { exists: true, backingFile: base, backingFormat: 'raw' };
+  raw.overlay['web-0'] = { exists: true, backingFile: base, backingFormat: 'raw' };
   assert.deepEqual(lines(plan(desired, raw, up(desired))), [
     'overlay recreate web-0: the base image format is raw, not qcow2',
     'instance recreate web-0: the base image format is raw, not qcow2',
@@ -337,9 +338,9 @@ test('target absent removes every instance that has a process or a record, and n
   let observed = withInstance(hostRunning(desired), 'web-1', { pid: undefined, status: undefined });
   // web-0 was never made: nothing of it on disk.
   observed = withInstance(observed, 'web-0', { pid: undefined, status: undefined, applied: undefined });
-  observed.overlays['web-0'] = { exists: false };
-  observed.seeds['web-0'] = { exists: false };
-  observed.hostKeys['web-0'] = {};
+  observed.overlay['web-0'] = { exists: false };
+  observed.seed['web-0'] = { exists: false };
+  observed.keypair['web-0 host key'] = {};
   const result = plan(desired, observed, { services: { db: 'absent', web: 'absent' }, strays: 'absent' });
   assert.deepEqual(lines(result), ['instance remove db-0: down', 'instance remove web-1: down']);
 });
@@ -453,7 +454,8 @@ test('down also removes an instance that never started but left its disk, seed a
 
 test('down --volumes: every volume of the project on disk goes, after its instances', () => {
   const desired = composeFile(shop)();
-  const observed = { ...hostRunning(desired), volumesOnDisk: ['data', 'old-cache'] };
+  const host = hostRunning(desired);
+  const observed = { ...host, volume: { ...host.volume, 'old-cache': { exists: true } } };
   const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent', removeVolumes: true } as const;
   assert.deepEqual(lines(plan(desired, observed, down)), [
     'instance remove db-0: down',
@@ -597,8 +599,8 @@ test("the README's change table is what the planner does, field by field", async
       if (edit.moved)
         observed = {
           ...observed,
-          overlays: Object.fromEntries(
-            Object.entries(observed.overlays).map(([n, o]) => [n, { ...o, base: 'same' as const }]),
+          overlay: Object.fromEntries(
+            Object.entries(observed.overlay).map(([n, o]) => [n, { ...o, base: 'same' as const }]),
           ),
         };
       const result = plan(after, observed, up(after));
@@ -681,4 +683,120 @@ test('a service deleted from the file: its instances are removed (the last row o
       'remove web-1: service web is no longer in the file',
     ],
   );
+});
+
+// The plan as a graph (golden): each node with what it waits for. Preparation first, an
+// instance's disk and seed during its action, web behind db's health gate, teardown reversed.
+
+const scenarios: Record<string, () => Plan> = {
+  'a fresh project': () => {
+    const desired = composeFile(shop)();
+    return plan(desired, freshHost(desired), up(desired));
+  },
+  'web restarts (vm.memory_mb), behind the gate of db, which has nothing to do': () => {
+    const desired = composeFile(shop);
+    const before = desired();
+    const after = desired(shop.replace('memory_mb: 512', 'memory_mb: 1024'), before);
+    return plan(after, hostRunning(before, after), up(after));
+  },
+  'web recreated (cloud_init.runcmd): a new disk and seed during the recreate': () => {
+    const desired = composeFile(shop);
+    const before = desired();
+    const after = desired(shop.replace('echo hello', 'echo bye'), before);
+    return plan(after, hostRunning(before, after), up(after));
+  },
+  'db restarted and web recreated: web waits for db to be healthy': () => {
+    const desired = composeFile(shop);
+    const before = desired();
+    const text = shop
+      .replace('echo hello', 'echo bye')
+      .replace('healthcheck: { test: pg_isready }', 'healthcheck: { test: pg_isready }\n    vm: { vcpu: 2 }');
+    const after = desired(text, before);
+    return plan(after, hostRunning(before, after), up(after));
+  },
+  'replicas 2 → 1 and a new service: the removal first, then the new one': () => {
+    const desired = composeFile(shop);
+    const before = desired();
+    const text =
+      shop.replace('replicas: 2', 'replicas: 1') +
+      '  cache:\n    image: ./base.qcow2\n    depends_on: [web]\n';
+    const after = desired(
+      text.replace('volumes:\n  data: { size: 1G }\n', '') + 'volumes:\n  data: { size: 1G }\n',
+      before,
+    );
+    return plan(after, hostRunning(before, after), up(after));
+  },
+  'down --volumes: web before db, the volume last': () => {
+    const desired = composeFile(shop)();
+    return plan(desired, hostRunning(desired), {
+      services: { db: 'absent', web: 'absent' },
+      strays: 'absent',
+      removeVolumes: true,
+    });
+  },
+};
+
+const goldenGraphs: Record<string, string[]> = {
+  'a fresh project': [
+    '[] -> keypair:shop generate (missing)',
+    '[] -> volume:data create (missing)',
+    '[] -> keypair:db-0 host key generate (missing)',
+    '[] -> overlay:db-0 create (missing) {during instance:db-0}',
+    '[keypair:db-0 host key, keypair:shop] -> seed:db-0 write (missing) {during instance:db-0}',
+    '[keypair:db-0 host key, keypair:shop, volume:data] -> instance:db-0 create (missing)',
+    '[] -> keypair:web-0 host key generate (missing)',
+    '[] -> overlay:web-0 create (missing) {during instance:web-0}',
+    '[keypair:shop, keypair:web-0 host key] -> seed:web-0 write (missing) {during instance:web-0}',
+    '[health:db, keypair:shop, keypair:web-0 host key] -> instance:web-0 create (missing)',
+    '[] -> keypair:web-1 host key generate (missing)',
+    '[] -> overlay:web-1 create (missing) {during instance:web-1}',
+    '[keypair:shop, keypair:web-1 host key] -> seed:web-1 write (missing) {during instance:web-1}',
+    '[health:db, keypair:shop, keypair:web-1 host key] -> instance:web-1 create (missing)',
+    '[instance:db-0] -> health:db healthy',
+  ],
+  'web restarts (vm.memory_mb), behind the gate of db, which has nothing to do': [
+    '[health:db] -> instance:web-0 restart (changed)',
+    '[health:db] -> instance:web-1 restart (changed)',
+    '[] -> health:db healthy',
+  ],
+  'web recreated (cloud_init.runcmd): a new disk and seed during the recreate': [
+    '[] -> overlay:web-0 recreate (replaced) {during instance:web-0}',
+    '[] -> seed:web-0 write (missing) {during instance:web-0}',
+    '[health:db] -> instance:web-0 recreate (changed)',
+    '[] -> overlay:web-1 recreate (replaced) {during instance:web-1}',
+    '[] -> seed:web-1 write (missing) {during instance:web-1}',
+    '[health:db] -> instance:web-1 recreate (changed)',
+    '[] -> health:db healthy',
+  ],
+  'db restarted and web recreated: web waits for db to be healthy': [
+    '[] -> instance:db-0 restart (changed)',
+    '[] -> overlay:web-0 recreate (replaced) {during instance:web-0}',
+    '[] -> seed:web-0 write (missing) {during instance:web-0}',
+    '[health:db] -> instance:web-0 recreate (changed)',
+    '[] -> overlay:web-1 recreate (replaced) {during instance:web-1}',
+    '[] -> seed:web-1 write (missing) {during instance:web-1}',
+    '[health:db] -> instance:web-1 recreate (changed)',
+    '[instance:db-0] -> health:db healthy',
+  ],
+  'replicas 2 \u2192 1 and a new service: the removal first, then the new one': [
+    '[] -> seed:db-0 write (hosts-changed)',
+    '[] -> seed:web-0 write (hosts-changed)',
+    '[] -> keypair:cache-0 host key generate (missing)',
+    '[] -> overlay:cache-0 create (missing) {during instance:cache-0}',
+    '[keypair:cache-0 host key] -> seed:cache-0 write (missing) {during instance:cache-0}',
+    '[instance:web-1, keypair:cache-0 host key] -> instance:cache-0 create (missing)',
+    '[] -> instance:web-1 remove (not-in-file)',
+  ],
+  'down --volumes: web before db, the volume last': [
+    '[instance:web-0, instance:web-1] -> instance:db-0 remove (requested)',
+    '[] -> instance:web-0 remove (requested)',
+    '[] -> instance:web-1 remove (requested)',
+    '[instance:db-0, instance:web-0, instance:web-1] -> volume:data remove (requested)',
+  ],
+};
+
+test('plan graphs (golden)', async (t) => {
+  assert.deepEqual(Object.keys(goldenGraphs), Object.keys(scenarios));
+  for (const [name, make] of Object.entries(scenarios))
+    await t.test(name, () => assert.deepEqual(graphLines(make()), goldenGraphs[name]));
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveProject } from '../src/compose/resolve.js';
 import { qemuArgs, type LaunchFacts } from '../src/qemu/argv.js';
+import { classOfField, classOfPath, instanceSpec, type InstanceSpec } from '../src/resources/instance.js';
 import { loadText } from './support/compose.js';
 
 const wd = '/state/instances/demo/web-1';
@@ -41,7 +42,9 @@ volumes:
 function argsFor(text: string, instance: string, override: Partial<LaunchFacts> = {}) {
   const project = resolveProject(loadText(text));
   const found = project.instances.find((i) => i.name === instance)!;
-  return { args: qemuArgs(project, found, { ...facts, ...override }), project, instance: found };
+  const service = project.services.find((s) => s.name === found.service)!;
+  const spec = instanceSpec(project, service, found, '/state');
+  return { args: qemuArgs(spec, { ...facts, ...override }), project, instance: found };
 }
 
 test('the full command line of web-1 in the demo project', () => {
@@ -142,4 +145,65 @@ volumes:
   );
   assert.ok(args.includes(`local,path=${project.dir}/src,mount_tag=holos1,security_model=none`));
   assert.deepEqual(args.slice(-4), ['-device', 'virtio-gpu-pci', '-display', 'egl-headless']);
+});
+
+// The instance's spec is the single source of its command line: every field qemuArgs reads
+// is a field the planner diffs with a class that restarts or recreates the VM, so no edit that
+// changes what QEMU is given can be recorded without one. (The compiler gives every spec field
+// a class: classOfField is a Record over InstanceSpec's keys.)
+
+/** The spec paths `read` makes (`vm.memory_mb`, `mounts.<key>.source`), recorded as it reads them. */
+function readPaths<T extends object>(value: T, read: (paths: Set<string>, proxy: T) => void): Set<string> {
+  const paths = new Set<string>();
+  const wrap = <V>(v: V, path: string[]): V =>
+    v !== null && typeof v === 'object'
+      ? new Proxy(v, {
+          get(target, key, receiver) {
+            const child = Reflect.get(target, key, receiver) as unknown;
+            if (typeof key !== 'string' || Array.isArray(target)) return wrap(child, path);
+            const at = [...path, key];
+            paths.add(at.join('.'));
+            return wrap(child, at);
+          },
+        })
+      : v;
+  read(paths, wrap(value, []));
+  return paths;
+}
+
+test('every spec field the QEMU command line reads has a class that restarts or recreates the VM', () => {
+  const project = resolveProject(
+    loadText(
+      demo.replace(
+        'volumes:\n  data',
+        '  gpu:\n    image: ./base.qcow2\n    devices: [{ pci: "01:00.0", rom_file: /rom.bin }]\n    vm: { extra_args: [-S] }\nvolumes:\n  data',
+      ),
+    ),
+  );
+  for (const name of ['web-1', 'gpu-0']) {
+    const found = project.instances.find((i) => i.name === name)!;
+    const spec = instanceSpec(
+      project,
+      project.services.find((s) => s.name === found.service)!,
+      found,
+      '/state',
+    );
+    const paths = readPaths(spec, (_, proxy) => qemuArgs(proxy, facts));
+    assert.ok(paths.has('vm.memory_mb') && paths.has('network.group'), [...paths].join(' '));
+    for (const path of paths)
+      assert.ok(
+        ['restart', 'recreate'].includes(classOfPath(path)),
+        `${name}: ${path} is ${classOfPath(path)}`,
+      );
+    // And the other way: a record-only field never changes the command line.
+    const args = qemuArgs(spec, facts);
+    for (const field of Object.keys(classOfField) as (keyof InstanceSpec)[]) {
+      if (classOfField[field] !== 'record') continue;
+      const changed = {
+        ...spec,
+        [field]: field === 'stop_grace_period' ? 1 : field === 'depends_on' ? ['x'] : { test: ['true'] },
+      };
+      assert.deepEqual(qemuArgs(changed, facts), args, `${name}: ${field}`);
+    }
+  }
 });

@@ -24,9 +24,10 @@ import { plan, type Plan } from '../src/reconcile/plan.js';
 import type { ImageSpec } from '../src/resources/image.js';
 import * as instance from '../src/resources/instance.js';
 import * as keypair from '../src/resources/keypair.js';
-import { projectLayout, type InstanceLayout } from '../src/resources/layout.js';
+import { projectLayout, type InstanceLayout } from '../src/state/layout.js';
+import type { DiffContext, Target } from '../src/resources/kind.js';
 import * as overlay from '../src/resources/overlay.js';
-import type { OverlaySpec } from '../src/resources/overlay.js';
+import type { OverlayObserved, OverlaySpec } from '../src/resources/overlay.js';
 import * as seed from '../src/resources/seed.js';
 import * as volume from '../src/resources/volume.js';
 import { loadText } from './support/compose.js';
@@ -63,6 +64,7 @@ function overlaySpec(instance: string, base: ImageSpec, size?: number): OverlayS
   const files = newInstance();
   return {
     instance,
+    service: 'vm',
     path: files.overlay,
     base,
     size,
@@ -70,6 +72,23 @@ function overlaySpec(instance: string, base: ImageSpec, size?: number): OverlayS
     digestCache: layout.digestCache,
   };
 }
+
+/** A diff context where every service has `target` and nothing else is planned. */
+const targetOnly = (target: Target): DiffContext => ({
+  targetOf: () => target,
+  existingOnly: false,
+  removeVolumes: false,
+  project: undefined as never,
+  spec: () => undefined,
+  observed: () => undefined,
+  planned: () => undefined,
+});
+
+/** The overlay kind's diff of a disk, in the fields these tests check. */
+const diskDiff = (spec: OverlaySpec, seen: OverlayObserved, target: Target) =>
+  overlay.overlay
+    .diff(spec.instance, spec, seen, targetOnly(target))
+    .map(({ kind, name, instance, verb, reason }) => ({ kind, name, instance, verb, reason }));
 
 /** Every QEMU a test starts, so that none outlives the tests. */
 const started = new Map<number, string>();
@@ -111,13 +130,7 @@ const guestless = (files: InstanceLayout, ...extra: string[]) => [
 
 /** A daemonized guest-less QEMU for `files`, started by launch() and killed after the test. */
 async function startGuestless(t: TestContext, files: InstanceLayout): Promise<number> {
-  const pid = await launch(
-    basename(files.dir),
-    'qemu-system-x86_64',
-    guestless(files),
-    files.pidFile,
-    files.qmpSocket,
-  );
+  const pid = await launch('qemu-system-x86_64', guestless(files), files.pidFile, files.qmpSocket);
   started.set(pid, files.qmpSocket);
   t.after(() => killQemu(pid, files.qmpSocket));
   return pid;
@@ -161,7 +174,7 @@ test('launch() returns the pid of the daemonized QEMU, and it is ours', async (t
   assert.equal(statSync(files.qmpSocket).isSocket(), true);
 });
 
-test('launch() with a bad argument fails naming the instance, with what QEMU said', async (t) => {
+test('launch() with a bad argument fails with what QEMU said (apply names the instance)', async (t) => {
   if (!needsTools(t)) return;
   const files = newInstance();
   t.after(async () => {
@@ -170,10 +183,10 @@ test('launch() with a bad argument fails naming the instance, with what QEMU sai
     if (pid !== undefined) await killQemu(pid, files.qmpSocket);
   });
   const args = guestless(files, '-no-such-option');
-  const attempt = launch('web-0', 'qemu-system-x86_64', args, files.pidFile, files.qmpSocket);
+  const attempt = launch('qemu-system-x86_64', args, files.pidFile, files.qmpSocket);
   await assert.rejects(attempt, (error) => {
     assert.ok(error instanceof UserError);
-    assert.ok(error.message.startsWith('web-0: '), error.message);
+    assert.ok(error.message.startsWith('QEMU did not start: '), error.message);
     assert.match(error.message, /-no-such-option: invalid option/);
     return true;
   });
@@ -284,7 +297,7 @@ test('overlay.create and overlay.observe agree with qemu-img, also when disk_siz
     const spec = overlaySpec('vm', base, size);
     const label = `${base.format} base, size ${size}`;
     await overlay.create(spec, 'qemu-img');
-    const seen = await overlay.observe(spec);
+    const seen = await overlay.observeOverlay(spec);
     const [disk, backing] = backingChain(spec.path);
     assert.equal(disk!.format, 'qcow2', label);
     assert.equal(seen.exists, true, label);
@@ -296,7 +309,7 @@ test('overlay.create and overlay.observe agree with qemu-img, also when disk_siz
     assert.equal(seen.virtualSize, size ?? 64 * MiB, label);
     assert.equal(backing!.filename, base.path, label);
     assert.equal(backing!.format, base.format, label);
-    assert.deepEqual(overlay.diff(spec, seen, 'running'), [], label);
+    assert.deepEqual(diskDiff(spec, seen, 'running'), [], label);
   }
 });
 
@@ -305,14 +318,14 @@ test('overlay.diff: no disk → create, another base → recreate; create starts
   const oldBase = baseImage('old.qcow2', 'qcow2');
   const newBase = baseImage('new.qcow2', 'qcow2');
   const spec = overlaySpec('vm-x', oldBase);
-  assert.deepEqual(overlay.diff(spec, await overlay.observe(spec), 'running'), [
+  assert.deepEqual(diskDiff(spec, await overlay.observeOverlay(spec), 'running'), [
     { kind: 'overlay', name: 'vm-x', instance: 'vm-x', verb: 'create', reason: 'no root disk' },
   ]);
   await overlay.create(spec, 'qemu-img');
   writePattern(spec.path, 0xab);
 
   const moved = { ...spec, base: newBase };
-  assert.deepEqual(overlay.diff(moved, await overlay.observe(spec), 'running'), [
+  assert.deepEqual(diskDiff(moved, await overlay.observeOverlay(spec), 'running'), [
     {
       kind: 'overlay',
       name: 'vm-x',
@@ -321,7 +334,7 @@ test('overlay.diff: no disk → create, another base → recreate; create starts
       reason: `the root disk is based on ${oldBase.path}, not ${newBase.path}`,
     },
   ]);
-  assert.deepEqual(overlay.diff(moved, await overlay.observe(spec), 'stopped'), []);
+  assert.deepEqual(diskDiff(moved, await overlay.observeOverlay(spec), 'stopped'), []);
 
   assert.equal(holdsPattern(spec.path, 0xab), true);
   await overlay.create(moved, 'qemu-img');
@@ -340,9 +353,9 @@ test('overlay: a base that moved (renamed, or copied and deleted) is rebased wit
   const inode = statSync(spec.path).ino;
   const rebased = async (to: string, how: string) => {
     const moved = { ...spec, base: { ...base, path: to } };
-    const seen = await overlay.observe(moved);
+    const seen = await overlay.observeOverlay(moved);
     assert.equal(seen.base, 'same', how);
-    assert.deepEqual(overlay.diff(moved, seen, 'running'), [
+    assert.deepEqual(diskDiff(moved, seen, 'running'), [
       {
         kind: 'overlay',
         name: 'vm-m',
@@ -352,7 +365,7 @@ test('overlay: a base that moved (renamed, or copied and deleted) is rebased wit
       },
     ]);
     await overlay.rebase(moved, 'qemu-img');
-    assert.deepEqual(overlay.diff(moved, await overlay.observe(moved), 'running'), [], how);
+    assert.deepEqual(diskDiff(moved, await overlay.observeOverlay(moved), 'running'), [], how);
     assert.equal(backingChain(spec.path)[0]!['backing-filename'], to, how);
     assert.equal(statSync(spec.path).ino, inode, `${how}: the same disk`);
     assert.equal(holdsPattern(spec.path, 0xcd), true, `${how}: its data kept`);
@@ -369,21 +382,21 @@ test('overlay: a base that moved (renamed, or copied and deleted) is rebased wit
   await rebased(copied, 'copied');
   // While the old file is still there, another path is another image: recreate.
   const other = baseImage('other.qcow2', 'qcow2');
-  const seen = await overlay.observe({ ...first, base: other });
+  const seen = await overlay.observeOverlay({ ...first, base: other });
   assert.equal(seen.base, 'other');
-  assert.equal(overlay.diff({ ...first, base: other }, seen, 'running')[0]!.verb, 'recreate');
+  assert.equal(diskDiff({ ...first, base: other }, seen, 'running')[0]!.verb, 'recreate');
 });
 
 test('volume.create makes a qcow2 of the size once, and never shrinks or replaces it', async (t) => {
   if (!needsTools(t)) return;
-  const spec = { name: 'data', path: layout.volume('data'), size: 64 * MiB };
-  assert.deepEqual(await volume.observe(spec), { exists: false });
+  const spec = { name: 'data', path: layout.volume('data'), size: 64 * MiB, services: [] };
+  assert.deepEqual(await volume.observeVolume(spec.path), { exists: false });
   await volume.create(spec, 'qemu-img');
   const [info] = backingChain(spec.path);
   assert.equal(info!.format, 'qcow2');
   assert.equal(info!['virtual-size'], 64 * MiB);
   assert.equal(info!['backing-filename'], undefined);
-  assert.deepEqual(await volume.observe(spec), { exists: true, virtualSize: 64 * MiB });
+  assert.deepEqual(await volume.observeVolume(spec.path), { exists: true, virtualSize: 64 * MiB });
   assert.equal(statSync(layout.volumesDir).mode & 0o777, 0o700);
 
   writePattern(spec.path, 0x5a);
@@ -430,35 +443,37 @@ test('seed.write writes seed-<hash8>.iso that isoinfo reads back, and removes ol
   mkdirSync(layout.instance('web-1').dir, { recursive: true });
   writeFileSync(join(layout.instance('web-1').dir, 'seed-0badc0de.iso'), 'other');
 
-  assert.deepEqual(await seed.observe(spec), { exists: false });
+  const observeSeed = () => seed.seed.observe('web-0', spec, layout);
+  const path = spec.path!;
+  assert.deepEqual(await observeSeed(), { exists: false });
   await seed.write(spec);
-  assert.equal(basename(spec.path), `seed-${spec.hash.slice(0, 8)}.iso`);
-  assert.equal(spec.path, join(dir, basename(spec.path)));
-  assert.deepEqual(await seed.observe(spec), { exists: true });
-  assert.deepEqual(seed.diff(spec, { exists: true }, 'running'), []);
-  assert.equal(statSync(spec.path).mode & 0o777, 0o600);
-  assert.deepEqual(readdirSync(dir).sort(), [basename(spec.path), ...keep].sort());
+  assert.equal(basename(path), `seed-${spec.hash!.slice(0, 8)}.iso`);
+  assert.equal(path, join(dir, basename(path)));
+  assert.deepEqual(await observeSeed(), { exists: true });
+  assert.deepEqual(seed.seed.diff('web-0', spec, { exists: true }, targetOnly('running')), []);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.deepEqual(readdirSync(dir).sort(), [basename(path), ...keep].sort());
   assert.deepEqual(readdirSync(layout.instance('web-1').dir), ['seed-0badc0de.iso']);
 
-  assert.match(isoinfo('-d', '-i', spec.path), /^Volume id: cidata$/m);
-  assert.deepEqual(isoinfo('-J', '-f', '-i', spec.path).trim().split('\n').sort(), [
+  assert.match(isoinfo('-d', '-i', path), /^Volume id: cidata$/m);
+  assert.deepEqual(isoinfo('-J', '-f', '-i', path).trim().split('\n').sort(), [
     '/meta-data',
     '/network-config',
     '/user-data',
   ]);
-  for (const file of spec.files)
+  for (const file of spec.files!)
     assert.deepEqual(
-      execFileSync('isoinfo', ['-J', '-i', spec.path, '-x', `/${file.name}`]),
+      execFileSync('isoinfo', ['-J', '-i', path, '-x', `/${file.name}`]),
       bytesOf(file.content),
       file.name,
     );
-  assert.match(isoinfo('-J', '-i', spec.path, '-x', '/user-data'), /echo hello/);
+  assert.match(isoinfo('-J', '-i', path, '-x', '/user-data'), /echo hello/);
   assert.notEqual(web1!.seed.hash, spec.hash);
 
   // Writing it again (a crash before the plan was done) is harmless.
   await seed.write(spec);
-  assert.equal(readFileSync(spec.path).length % 2048, 0);
-  assert.deepEqual(readdirSync(dir).sort(), [basename(spec.path), ...keep].sort());
+  assert.equal(readFileSync(path).length % 2048, 0);
+  assert.deepEqual(readdirSync(dir).sort(), [basename(path), ...keep].sort());
 });
 
 test('instance.remove deletes the instance directory and never the volumes', async (t) => {
@@ -467,7 +482,7 @@ test('instance.remove deletes the instance directory and never the volumes', asy
   mkdirSync(files.hostKey, { recursive: true });
   for (const path of [files.overlay, files.applied, files.pidFile, join(files.hostKey, 'id_ed25519')])
     writeFileSync(path, 'x');
-  const spec = { name: 'keep', path: layout.volume('keep'), size: 16 * MiB };
+  const spec = { name: 'keep', path: layout.volume('keep'), size: 16 * MiB, services: [] };
   await volume.create(spec, 'qemu-img');
   const before = readFileSync(spec.path);
 
@@ -554,6 +569,6 @@ test('a relative state dir still gives absolute paths, so a catalog image can ba
   mkdirSync(dirname(app!.overlay.base.path), { recursive: true });
   qemuImg('create', '-q', '-f', 'qcow2', app!.overlay.base.path, String(16 * MiB));
   await overlay.create(app!.overlay, 'qemu-img');
-  assert.deepEqual(overlay.diff(app!.overlay, await overlay.observe(app!.overlay), 'running'), []);
+  assert.deepEqual(diskDiff(app!.overlay, await overlay.observeOverlay(app!.overlay), 'running'), []);
   assert.equal(backingChain(app!.overlay.path)[1]!.filename, app!.overlay.base.path);
 });

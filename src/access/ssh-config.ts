@@ -73,7 +73,7 @@ export async function sshConfig(project: AccessProject): Promise<string> {
   const { sshDir } = project.layout;
   const knownHostsFile = join(sshDir, 'known_hosts');
   const hosts: SshHost[] = (await listInstances(project.layout)).flatMap((info) => {
-    const applied = info.observed.applied;
+    const applied = info.applied;
     if (!applied) return [];
     return [
       {

@@ -1,10 +1,12 @@
+import { findComposeFile } from '../compose/load.js';
 import { UserError } from '../errors.js';
-import * as instance from '../resources/instance.js';
+import { openProject } from '../session.js';
 import * as keypair from '../resources/keypair.js';
-import { isOurQemu, readPid } from '../observe/process.js';
-import { readJson } from '../util/fs.js';
-import { projectLayout, type InstanceLayout, type ProjectLayout } from '../resources/layout.js';
 import type { SshTarget } from '../ssh/exec.js';
+import { inspect, inspectProject, type InstanceState } from '../state/inspect.js';
+import { projectLayout, type ProjectLayout } from '../state/layout.js';
+import { projectsIn } from '../state/project.js';
+import type { AppliedRecord } from '../state/records.js';
 
 // Which project and which instance a command of exec, console, logs and ssh-config means.
 // The project comes from the compose file (or -p alone, from the state dir); the instances
@@ -19,15 +21,8 @@ export interface AccessProject {
   declared: string[];
 }
 
-export interface InstanceInfo {
-  name: string;
-  service: string;
-  index: number;
-  layout: InstanceLayout;
-  observed: instance.InstanceObserved;
-  /** running, paused, stopped, exited, … (instance.stateOf). */
-  state: string;
-}
+/** An instance as the host has it now (state/inspect.ts). */
+export type InstanceInfo = InstanceState;
 
 /**
  * The project of the compose file (-f, $HOLOS_FILE, ./holos.yaml); with -p and no file, the
@@ -37,14 +32,12 @@ export async function openAccessProject(
   stateDir: string,
   options: { cwd: string; file?: string; projectName?: string },
 ): Promise<AccessProject> {
-  const { findComposeFile } = await import('../compose/load.js');
   let file: string | undefined;
   try {
     file = findComposeFile(options.cwd, options.file);
   } catch (error) {
     if (!(error instanceof UserError) || options.file) throw error;
     if (!options.projectName) {
-      const { projectsIn } = await import('../reconcile/project.js');
       const known = await projectsIn(stateDir);
       throw new UserError(
         `${error.message}${known.length > 0 ? `, or name a project with -p (projects in ${stateDir}: ${known.join(', ')})` : ''}`,
@@ -54,7 +47,6 @@ export async function openAccessProject(
   if (file === undefined) {
     const name = options.projectName!;
     const layout = projectLayout(stateDir, name);
-    const { projectsIn } = await import('../reconcile/project.js');
     const known = await projectsIn(stateDir);
     if (!known.includes(name))
       throw new UserError(
@@ -63,7 +55,6 @@ export async function openAccessProject(
     const services = [...new Set((await listInstances(layout)).map((i) => i.service))];
     return { name, layout, services, declared: [] };
   }
-  const { openProject } = await import('../reconcile/converge.js');
   const session = await openProject(stateDir, { ...options, file });
   return {
     name: session.project.name,
@@ -73,40 +64,15 @@ export async function openAccessProject(
   };
 }
 
-const indexOf = (name: string) => Number(/-(\d+)$/.exec(name)?.[1] ?? 0);
-
 /**
  * Every instance with a directory in the state dir, in service then index order. Cheap: the
  * applied record and a /proc check per instance, no QMP (`observeInstance` asks QEMU).
  */
-export async function listInstances(layout: ProjectLayout): Promise<InstanceInfo[]> {
-  const { instancesOnDisk } = await import('../reconcile/observe.js');
-  const names = await instancesOnDisk(layout);
-  const infos = await Promise.all(
-    names.map(async (name): Promise<InstanceInfo> => {
-      const files = layout.instance(name);
-      const applied = await readJson<instance.AppliedRecord>(files.applied);
-      const pid = await readPid(files.pidFile);
-      const live = pid !== undefined && (await isOurQemu(pid, files.qmpSocket));
-      const observed: instance.InstanceObserved = live ? { pid, applied } : { applied };
-      return {
-        name,
-        service: applied?.spec.service ?? name.replace(/-\d+$/, ''),
-        index: applied?.spec.index ?? indexOf(name),
-        layout: files,
-        observed,
-        state: instance.stateOf(observed),
-      };
-    }),
-  );
-  return infos.sort((a, b) => a.service.localeCompare(b.service) || a.index - b.index);
-}
+export const listInstances = (layout: ProjectLayout): Promise<InstanceInfo[]> => inspectProject(layout);
 
 /** The instance observed in full: its QMP run state too (paused, shutdown, …). */
-export async function observeInstance(info: InstanceInfo): Promise<InstanceInfo> {
-  const observed = await instance.observe(info.layout);
-  return { ...info, observed, state: instance.stateOf(observed) };
-}
+export const observeInstance = (info: InstanceInfo): Promise<InstanceInfo> =>
+  inspect(info.name, info.layout, { qmp: true });
 
 /** `web-0 (running), db-0 (stopped)`, for error messages. */
 export function describeInstances(instances: readonly InstanceInfo[]): string {
@@ -132,16 +98,13 @@ export function pickInstance(
 }
 
 /** The instance's applied record, provided its VM is running; else a UserError saying what it is. */
-export function requireRunning(
-  info: InstanceInfo,
-  instances: readonly InstanceInfo[],
-): instance.AppliedRecord {
-  const { applied } = info.observed;
-  if (info.observed.pid !== undefined && info.state === 'running' && applied) return applied;
+export function requireRunning(info: InstanceInfo, instances: readonly InstanceInfo[]): AppliedRecord {
+  const { applied } = info;
+  if (info.pid !== undefined && info.state === 'running' && applied) return applied;
   const hint =
     info.state === 'paused'
       ? 'resume it with holos up'
-      : info.observed.pid === undefined
+      : info.pid === undefined
         ? `start it with holos start ${info.service}`
         : 'holos up repairs it';
   throw new UserError(`${info.name} is ${info.state}; ${hint} (${describeInstances(instances)})`);
@@ -150,10 +113,10 @@ export function requireRunning(
 /** Where and how to SSH into a running instance: its forwarded port, the project key, the pinned host key. */
 export async function sshTargetOf(
   project: AccessProject,
-  applied: instance.AppliedRecord,
+  applied: AppliedRecord,
   user?: string,
 ): Promise<SshTarget> {
-  const key = await keypair.read(keypair.desired(project.layout));
+  const key = await keypair.read(keypair.projectKeySpec(project.layout));
   if (!key)
     throw new UserError(
       `no SSH key for project ${project.name} in ${project.layout.sshDir}; holos up makes it`,
@@ -170,7 +133,7 @@ export async function sshTargetOf(
 export async function runningInstance(
   project: AccessProject,
   name: string,
-): Promise<{ info: InstanceInfo; applied: instance.AppliedRecord }> {
+): Promise<{ info: InstanceInfo; applied: AppliedRecord }> {
   const instances = await listInstances(project.layout);
   const info = await observeInstance(pickInstance(project, instances, name));
   return { info, applied: requireRunning(info, instances) };

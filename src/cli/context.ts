@@ -19,10 +19,14 @@ export function stateDirOf(options: GlobalOptions): string {
   return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'holos');
 }
 
-/** pino, to --log-file or stderr; silent unless a level or a file is asked for. */
+/**
+ * pino, to --log-file or stderr; none (and pino not even loaded) unless a level or a file is
+ * asked for.
+ */
 export async function createLogger(options: GlobalOptions) {
-  const { pino } = await import('pino');
   const level = options.logLevel ?? (options.logFile ? 'info' : 'silent');
+  if (level === 'silent') return undefined;
+  const { pino } = await import('pino');
   const destination = options.logFile
     ? pino.destination({ dest: options.logFile, sync: true, mkdir: true })
     : pino.destination({ fd: 2, sync: true });

@@ -1,66 +1,60 @@
-import type { Command } from 'commander';
-import type { GlobalOptions } from './context.js';
+import { findComposeFile, loadCompose } from '../compose/load.js';
+import { parseDuration } from '../compose/units.js';
+import { UserError } from '../errors.js';
+import { converge, planSession } from '../reconcile/converge.js';
+import { emptyProject, openLoaded, openProject, type Session } from '../session.js';
+import { stamp, type Emit } from '../events.js';
+import { projectStatus, type InstanceStatus } from '../access/status.js';
+import { targetsFor, type LifecycleVerb } from '../reconcile/targets.js';
+import { watch } from '../reconcile/watch.js';
+import { projectLayout, type ProjectLayout } from '../state/layout.js';
+import { acquireLock } from '../state/lock.js';
+import { forgetProject, projectsIn } from '../state/project.js';
+import { createLogger, stateDirOf, type GlobalOptions } from './context.js';
+import { eventPrinter, formatPlan, planJson, table, uptime } from './output.js';
 
-// The reconciler's verbs. Each names a target per service; the pipeline does the rest.
+// The reconciler's verbs. Each asks targetsFor for what it wants of each service; the pipeline
+// (reconcile/converge.ts) does the rest.
 
-interface MutateOptions {
+export interface MutateOptions {
   dryRun?: boolean;
   json?: boolean;
   wait: boolean;
   lockTimeout?: string;
   timeout?: string;
+  takeOver?: boolean;
+  volumes?: boolean;
 }
 
-type TargetsFor = (services: string[]) => import('../reconcile/plan.js').Targets;
-
-async function durationOption(text: string | undefined, flag: string): Promise<number | undefined> {
+function durationOption(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
-  const { parseDuration } = await import('../compose/units.js');
-  const { UserError } = await import('../errors.js');
   const ms = parseDuration(text);
   if (typeof ms === 'string') throw new UserError(`${flag} ${text}: ${ms}`);
   return ms;
 }
 
-/** Services named on the command line, checked against the file; none means all. */
-async function chooseServices(all: string[], named: string[]): Promise<string[]> {
-  const { UserError } = await import('../errors.js');
+/** Services named on the command line, checked against the file. */
+function checkServices(all: readonly string[], named: readonly string[]): void {
   const unknown = named.filter((n) => !all.includes(n));
   if (unknown.length > 0)
     throw new UserError(`no service ${unknown.join(', ')} in the file; services: ${all.join(', ')}`);
-  return named.length > 0 ? named : all;
 }
 
-interface MutateExtra {
-  showStatus?: boolean;
-  /** Record the named services as stopped (true) or not (false), for watch. */
-  stopped?: boolean;
-  /** `up --take-over`. */
-  takeOver?: boolean;
-  /** `down <project>`: a project of the state dir, without its compose file. */
-  project?: string;
-  /** `down`: forget the project afterwards; with `--volumes`, its volumes, keys and record too. */
-  forget?: { volumes: boolean };
+interface Target {
+  services: string[];
+  layout: ProjectLayout;
+  /** Reads the project's record; changing verbs call it under the project's lock. */
+  open: () => Promise<Session>;
 }
 
-/**
- * The project a verb acts on: the compose file's, or (`down <project>`) one known only from the
- * state dir. `open` reads its record; changing verbs call it under the project's lock.
- */
+/** The compose file's project, or (`down <project>`) one known only from the state dir. */
 async function projectOf(
   globals: GlobalOptions,
-  extra: MutateExtra,
-): Promise<{
-  services: string[];
-  layout: import('../resources/layout.js').ProjectLayout;
-  open: () => Promise<import('../reconcile/converge.js').Session>;
-}> {
-  const { stateDirOf } = await import('./context.js');
+  options: { project?: string; takeOver?: boolean },
+): Promise<Target> {
   const stateDir = stateDirOf(globals);
-  if (extra.project !== undefined) {
-    const { UserError } = await import('../errors.js');
-    const { emptyProject, projectsIn } = await import('../reconcile/project.js');
-    const name = extra.project;
+  if (options.project !== undefined) {
+    const name = options.project;
     const known = await projectsIn(stateDir);
     if (!known.includes(name))
       throw new UserError(
@@ -69,58 +63,57 @@ async function projectOf(
     const session = emptyProject(name, stateDir);
     return { services: [], layout: session.layout, open: () => Promise.resolve(session) };
   }
-  const { loadCompose } = await import('../compose/load.js');
-  const { openLoaded } = await import('../reconcile/converge.js');
-  const { projectLayout } = await import('../resources/layout.js');
   const loaded = loadCompose({ cwd: process.cwd(), file: globals.file, projectName: globals.projectName });
   return {
     services: Object.keys(loaded.compose.services),
     layout: projectLayout(stateDir, loaded.project),
-    open: () => openLoaded(stateDir, loaded, { takeOver: extra.takeOver }),
+    open: () => openLoaded(stateDir, loaded, { takeOver: options.takeOver }),
   };
 }
 
-async function mutate(
+/**
+ * A verb that changes the project: under its lock, plan once and apply that plan. `up`/`apply`
+ * print the status table; `stop`/`start` record which services the user stopped (for watch);
+ * `down` forgets the project afterwards.
+ */
+export async function mutate(
   globals: GlobalOptions,
-  options: MutateOptions,
+  verb: Exclude<LifecycleVerb, 'plan' | 'watch'>,
   named: string[],
-  targetsFor: TargetsFor,
-  extra: MutateExtra = {},
+  options: MutateOptions,
+  project?: string,
 ): Promise<void> {
-  const { createLogger } = await import('./context.js');
-  const { planSession, converge } = await import('../reconcile/converge.js');
-  const { acquireLock } = await import('../reconcile/lock.js');
-  const { stamp } = await import('../reconcile/events.js');
-  const { eventPrinter, formatPlan } = await import('./output.js');
-  const target = await projectOf(globals, extra);
-  const services = await chooseServices(target.services, named);
-  const targets = targetsFor(services);
+  const target = await projectOf(globals, { project, takeOver: options.takeOver });
+  checkServices(target.services, named);
+  const targets = targetsFor(verb, target.services, { named, volumes: options.volumes });
   if (options.dryRun) {
     const session = await target.open();
     // stdout is the plan alone, also with --json: the notice goes to stderr.
     if (session.notice) console.error(`holos: warning: ${session.notice}`);
     const { plan } = await planSession(session, targets);
-    console.log(options.json ? JSON.stringify(plan) : formatPlan(plan));
+    console.log(options.json ? planJson(plan) : formatPlan(plan));
     return;
   }
   const logger = await createLogger(globals);
   const print = eventPrinter(options.json ?? false);
-  const emit: Parameters<typeof converge>[2]['emit'] = (event) => {
-    logger.info(stamp(event), event.type);
+  const emit: Emit = (event) => {
+    logger?.info(stamp(event), event.type);
     print(event);
   };
   const warn = (message: string) => emit({ type: 'warning', message });
-  const project = target.layout.project;
-  const lock = await acquireLock(target.layout.lock, project, {
+  const name = target.layout.project;
+  const lock = await acquireLock(target.layout.lock, name, {
     noWait: !options.wait,
-    timeoutMs: await durationOption(options.lockTimeout, '--lock-timeout'),
+    timeoutMs: durationOption(options.lockTimeout, '--lock-timeout'),
     onWait: (pid) =>
       emit({
         type: 'waiting',
-        message: `waiting for holos (pid ${pid}) to finish changing project ${project}; --no-wait fails instead`,
+        message: `waiting for holos (pid ${pid}) to finish changing project ${name}; --no-wait fails instead`,
       }),
   });
-  const timeoutMs = await durationOption(options.timeout, '--timeout');
+  const timeoutMs = durationOption(options.timeout, '--timeout');
+  const stopped =
+    verb === 'stop' ? true : verb === 'start' || verb === 'up' || verb === 'apply' ? false : undefined;
   try {
     // Under the lock: the record read here is the one the holos we waited for left behind.
     const session = await target.open();
@@ -130,29 +123,33 @@ async function mutate(
       warn,
       signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
       healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
-      ...(extra.stopped !== undefined && { record: { services, stopped: extra.stopped } }),
+      ...(stopped !== undefined && {
+        record: { services: named.length > 0 ? named : target.services, stopped },
+      }),
     });
-    if (extra.forget) {
-      const { forgetProject } = await import('../reconcile/project.js');
-      await forgetProject(session.layout, extra.forget.volumes);
-    }
+    if (verb === 'down') await forgetProject(session.layout, options.volumes ?? false);
+    // Still under the lock, so the table shows what this apply left, not another's half-work.
+    if ((verb === 'up' || verb === 'apply') && !options.json)
+      console.log(statusTable(await projectStatus(session.layout), false));
   } finally {
     await lock.release();
   }
-  if (extra.showStatus && !options.json) await printStatus(target.layout);
 }
 
-async function printStatus(layout: import('../resources/layout.js').ProjectLayout): Promise<void> {
-  const { projectStatus } = await import('../reconcile/status.js');
-  const rows = await projectStatus(layout);
-  console.log(statusTable(rows, false, await import('./output.js')));
+export async function plan(globals: GlobalOptions, options: { json?: boolean; detailedExitcode?: boolean }) {
+  const session = await openProject(stateDirOf(globals), {
+    cwd: process.cwd(),
+    file: globals.file,
+    projectName: globals.projectName,
+  });
+  if (session.notice) console.error(`holos: warning: ${session.notice}`);
+  const services = session.project.services.map((s) => s.name);
+  const { plan } = await planSession(session, targetsFor('plan', services));
+  console.log(options.json ? planJson(plan) : formatPlan(plan));
+  if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
 }
 
-function statusTable(
-  rows: import('../reconcile/status.js').InstanceStatus[],
-  withProject: boolean,
-  output: typeof import('./output.js'),
-): string {
+function statusTable(rows: InstanceStatus[], withProject: boolean): string {
   if (rows.length === 0) return 'no instances';
   const head = [
     ...(withProject ? ['PROJECT'] : []),
@@ -164,7 +161,7 @@ function statusTable(
     'UPTIME',
     'PORTS',
   ];
-  return output.table([
+  return table([
     head,
     ...rows.map((r) => [
       ...(withProject ? [r.project] : []),
@@ -173,7 +170,7 @@ function statusTable(
       r.state,
       r.health || '-',
       r.ip ?? '-',
-      output.uptime(r.started_at ?? undefined) || '-',
+      uptime(r.started_at ?? undefined) || '-',
       [
         ...(r.ssh_port ? [`127.0.0.1:${r.ssh_port}->22/tcp`] : []),
         ...r.ports.map((p) => `${p.host_ip}:${p.host_port}->${p.guest_port}/${p.protocol}`),
@@ -182,170 +179,13 @@ function statusTable(
   ]);
 }
 
-const mutating = (command: Command) =>
-  command
-    .option('--dry-run', 'print the plan and change nothing')
-    .option('--json', 'print events (or, with --dry-run, the plan) as JSON, one object per line')
-    .option('--no-wait', 'fail at once if another holos is changing this project')
-    .option('--lock-timeout <duration>', 'give up waiting for another holos after this long');
-
-export function registerLifecycleCommands(program: Command, globals: () => GlobalOptions): void {
-  for (const name of ['up', 'apply']) {
-    mutating(
-      program
-        .command(name)
-        .description(
-          name === 'up'
-            ? 'create and start every VM of the project, changing only what differs from the file'
-            : 'the same as up: converge the host to the file',
-        )
-        .option('--timeout <duration>', 'give up waiting for healthchecks after this long')
-        .option(
-          '--take-over',
-          "manage the project from this file although another compose file made it (its VMs, disks and volumes become this file's)",
-        ),
-    ).action(async (options: MutateOptions & { takeOver?: boolean }) => {
-      await mutate(
-        globals(),
-        options,
-        [],
-        (services) => ({
-          services: Object.fromEntries(services.map((s) => [s, 'running'])),
-          strays: 'absent',
-        }),
-        { showStatus: true, stopped: false, takeOver: options.takeOver ?? false },
-      );
-    });
-  }
-
-  mutating(
-    program
-      .command('start')
-      .argument('[service...]', 'services to start (default: all)')
-      .description('start stopped VMs of existing instances; others are left alone'),
-  ).action(async (named: string[], options: MutateOptions) => {
-    await mutate(
-      globals(),
-      options,
-      named,
-      (services) => ({
-        services: Object.fromEntries(services.map((s) => [s, 'running'])),
-        existingOnly: true,
-      }),
-      { stopped: false },
-    );
-  });
-
-  mutating(
-    program
-      .command('stop')
-      .argument('[service...]', 'services to stop (default: all)')
-      .description('stop VMs gracefully (ACPI, then SIGTERM after stop_grace_period); disks are kept'),
-  ).action(async (named: string[], options: MutateOptions) => {
-    await mutate(
-      globals(),
-      options,
-      named,
-      (services) => ({
-        services: Object.fromEntries(services.map((s) => [s, 'stopped'])),
-        ...(named.length === 0 && { strays: 'stopped' as const }),
-      }),
-      { stopped: true },
-    );
-  });
-
-  mutating(
-    program
-      .command('down')
-      .argument('[project]', 'a project in the state dir (default: the one of the compose file)')
-      .option('-v, --volumes', "also delete the project's named volumes and keys: nothing of it is left")
-      .description('stop and remove every VM of the project; named volumes and keys stay'),
-  ).action(async (project: string | undefined, options: MutateOptions & { volumes?: boolean }) => {
-    await down(globals(), project, options);
-  });
-
-  program
-    .command('plan')
-    .description('print what up would do, and change nothing')
-    .option('--json', 'the plan as JSON')
-    .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes')
-    .action(async (options: { json?: boolean; detailedExitcode?: boolean }) => {
-      const { stateDirOf } = await import('./context.js');
-      const { openProject, planSession } = await import('../reconcile/converge.js');
-      const { formatPlan } = await import('./output.js');
-      const g = globals();
-      const session = await openProject(stateDirOf(g), {
-        cwd: process.cwd(),
-        file: g.file,
-        projectName: g.projectName,
-      });
-      if (session.notice) console.error(`holos: warning: ${session.notice}`);
-      const services = session.project.services.map((s) => s.name);
-      const { plan } = await planSession(session, {
-        services: Object.fromEntries(services.map((s) => [s, 'running'])),
-        strays: 'absent',
-      });
-      console.log(options.json ? JSON.stringify(plan) : formatPlan(plan));
-      if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
-    });
-
-  program
-    .command('watch')
-    .argument('[service...]', 'services to keep converged (default: the whole project)')
-    .description(
-      'converge, then keep converging when the file changes or a VM stops; Ctrl-C leaves the VMs running',
-    )
-    .option('--resync <duration>', 'also converge this often, whatever happens', '30s')
-    .option('--json', 'print events as JSON, one object per line')
-    .action(async (named: string[], options: { resync: string; json?: boolean }) => {
-      await watchVerb(globals(), named, options);
-    });
-
-  program
-    .command('ps')
-    .description(
-      'list the VMs of the project (of every project with --all, or when there is no compose file)',
-    )
-    .option('-a, --all', 'every project in the state dir')
-    .option('--format <format>', 'table or json', 'table')
-    .action(async (options: { all?: boolean; format: string }) => {
-      await ps(globals(), options);
-    });
-}
-
-/** One path for `down` and `down <project>`: every instance absent, then the project forgotten. */
-async function down(
-  g: GlobalOptions,
-  name: string | undefined,
-  options: MutateOptions & { volumes?: boolean },
-): Promise<void> {
-  const volumes = options.volumes ?? false;
-  await mutate(
-    g,
-    options,
-    [],
-    (services) => ({
-      services: Object.fromEntries(services.map((s) => [s, 'absent'])),
-      strays: 'absent',
-      removeVolumes: volumes,
-    }),
-    { ...(name !== undefined && { project: name }), forget: { volumes } },
-  );
-}
-
-async function ps(g: GlobalOptions, options: { all?: boolean; format: string }): Promise<void> {
-  const { stateDirOf } = await import('./context.js');
-  const { UserError } = await import('../errors.js');
-  const { projectsIn } = await import('../reconcile/project.js');
-  const { projectStatus } = await import('../reconcile/status.js');
-  const { projectLayout } = await import('../resources/layout.js');
+export async function ps(g: GlobalOptions, options: { all?: boolean; format: string }): Promise<void> {
   if (options.format !== 'table' && options.format !== 'json')
     throw new UserError(`--format ${options.format}: use table or json`);
   const stateDir = stateDirOf(g);
   let projects: string[];
   if (options.all) projects = await projectsIn(stateDir);
   else {
-    const { findComposeFile } = await import('../compose/load.js');
     let file: string | undefined;
     try {
       file = findComposeFile(process.cwd(), g.file);
@@ -353,7 +193,6 @@ async function ps(g: GlobalOptions, options: { all?: boolean; format: string }):
       if (g.file || g.projectName) throw error;
     }
     if (file || g.projectName) {
-      const { openProject } = await import('../reconcile/converge.js');
       projects = [
         g.projectName && !file
           ? g.projectName
@@ -364,28 +203,22 @@ async function ps(g: GlobalOptions, options: { all?: boolean; format: string }):
   }
   const rows = (await Promise.all(projects.map((p) => projectStatus(projectLayout(stateDir, p))))).flat();
   if (options.format === 'json') console.log(JSON.stringify({ schema_version: 1, instances: rows }));
-  else
-    console.log(statusTable(rows, projects.length > 1 || options.all === true, await import('./output.js')));
+  else console.log(statusTable(rows, projects.length > 1 || options.all === true));
 }
 
-async function watchVerb(
+export async function watchVerb(
   g: GlobalOptions,
   named: string[],
   options: { resync: string; json?: boolean },
 ): Promise<void> {
-  const { stateDirOf, createLogger } = await import('./context.js');
-  const { openProject } = await import('../reconcile/converge.js');
-  const { watch } = await import('../reconcile/watch.js');
-  const { stamp } = await import('../reconcile/events.js');
-  const { eventPrinter } = await import('./output.js');
   const stateDir = stateDirOf(g);
   const where = { cwd: process.cwd(), file: g.file, projectName: g.projectName };
   const { project } = await openProject(stateDir, where);
-  await chooseServices(
+  checkServices(
     project.services.map((s) => s.name),
     named,
   );
-  const resyncMs = (await durationOption(options.resync, '--resync'))!;
+  const resyncMs = durationOption(options.resync, '--resync')!;
   const logger = await createLogger(g);
   const print = eventPrinter(options.json ?? false);
   const controller = new AbortController();
@@ -403,11 +236,11 @@ async function watchVerb(
     signal: controller.signal,
     healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
     emit: (event) => {
-      logger.info(stamp(event), event.type);
+      logger?.info(stamp(event), event.type);
       print(event);
     },
     warn: (message) => {
-      logger.warn(message);
+      logger?.warn(message);
       print({ type: 'warning', message });
     },
   });

@@ -1,8 +1,8 @@
 import { stripVTControlCharacters, styleText } from 'node:util';
 import type { Plan } from '../reconcile/plan.js';
-import type { HolosEvent } from '../reconcile/events.js';
-import { stamp } from '../reconcile/events.js';
-import type { Action } from '../resources/types.js';
+import type { HolosEvent } from '../events.js';
+import { stamp } from '../events.js';
+import type { Action } from '../resources/kind.js';
 import { formatDuration } from '../compose/units.js';
 
 // Human output: plans, progress lines and tables. --json output goes through `stamp`.
@@ -43,6 +43,9 @@ function describePatch(action: Action): string[] {
     return `      ${op.op} ${op.path}${value}`;
   });
 }
+
+/** `plan --json`: the plan as it is, data only (schema_version 1; fields are only ever added). */
+export const planJson = (plan: Plan): string => JSON.stringify(plan);
 
 export function formatPlan(plan: Plan): string {
   if (plan.actions.length === 0) return `${plan.project}: nothing to do`;

@@ -1,6 +1,8 @@
-import type { ResolvedInstance, ResolvedProject, ResolvedService } from '../compose/resolve.js';
+import { userMacOf } from '../compose/resolve.js';
+import type { InstanceSpec } from '../resources/instance.js';
 
-// The QEMU command line of one instance: pure, from the resolved project and the runtime
+// The QEMU command line of one instance: pure, from its spec (the same spec the applied record
+// keeps and the planner diffs, so nothing QEMU is given can change unseen) and the runtime
 // facts apply decided (accelerator, files, host ports). Golden tests pin it per feature.
 
 export interface Accelerator {
@@ -28,7 +30,7 @@ export interface LaunchFacts {
   files: InstanceFiles;
   /** The host port forwarded to the guest's sshd. */
   sshPort: number;
-  /** Host port of each `instance.ports` entry, with ephemeral ones chosen. */
+  /** Host port of each `spec.ports` entry, in order, with ephemeral ones chosen. */
   hostPorts: readonly number[];
   /** Named volume → its qcow2 file. */
   volumeFiles: Readonly<Record<string, string>>;
@@ -41,9 +43,9 @@ export const escapeOption = (value: string | number) => String(value).replace(/,
 
 const option = (...parts: (string | false | undefined)[]) => parts.filter(Boolean).join(',');
 
-function machineArgs(service: ResolvedService, accel: Accelerator): string[] {
-  const { vm } = service.spec;
-  const irqchip = service.spec.devices.length > 0 && 'kernel-irqchip=on';
+function machineArgs(spec: InstanceSpec, accel: Accelerator): string[] {
+  const { vm } = spec;
+  const irqchip = Object.keys(spec.devices).length > 0 && 'kernel-irqchip=on';
   const cpu = vm.cpu_model === 'host' ? accel.hostCpu : vm.cpu_model;
   return [
     '-machine',
@@ -82,9 +84,9 @@ function consoleArgs(files: InstanceFiles): string[] {
   ];
 }
 
-function diskArgs(service: ResolvedService, facts: LaunchFacts): string[] {
+function diskArgs(spec: InstanceSpec, facts: LaunchFacts): string[] {
   const { files } = facts;
-  const firmware = service.uefi
+  const firmware = spec.vm.uefi
     ? [
         '-drive',
         option('if=pflash', 'format=raw', 'readonly=on', `file=${escapeOption(facts.uefiCode ?? '')}`),
@@ -92,7 +94,7 @@ function diskArgs(service: ResolvedService, facts: LaunchFacts): string[] {
         option('if=pflash', 'format=raw', `file=${escapeOption(files.uefiVars)}`),
       ]
     : [];
-  const volumes = service.mounts.flatMap((mount) => {
+  const volumes = Object.values(spec.mounts).flatMap((mount) => {
     if (mount.type !== 'volume') return [];
     const id = `vol-${mount.source}`;
     return [
@@ -131,29 +133,29 @@ function diskArgs(service: ResolvedService, facts: LaunchFacts): string[] {
   ];
 }
 
-function networkArgs(project: ResolvedProject, instance: ResolvedInstance, facts: LaunchFacts): string[] {
+function networkArgs(spec: InstanceSpec, facts: LaunchFacts): string[] {
   const forwards = [
     `hostfwd=tcp:127.0.0.1:${facts.sshPort}-:22`,
-    ...instance.ports.map(
+    ...Object.values(spec.ports).map(
       (p, i) => `hostfwd=${p.protocol}:${p.hostIp}:${facts.hostPorts[i] ?? p.host}-:${p.guest}`,
     ),
   ];
-  const { group, port } = project.network;
+  const { group, port, mac } = spec.network;
   return [
     '-netdev',
     option('user', 'id=net0', ...forwards),
     '-device',
-    `virtio-net-pci,netdev=net0,mac=${instance.userMac}`,
+    `virtio-net-pci,netdev=net0,mac=${userMacOf(mac)}`,
     // Bound to loopback so no frame of the private segment ever reaches the LAN.
     '-netdev',
     `socket,id=net1,mcast=${group}:${port},localaddr=127.0.0.1`,
     '-device',
-    `virtio-net-pci,netdev=net1,mac=${instance.mac}`,
+    `virtio-net-pci,netdev=net1,mac=${mac}`,
   ];
 }
 
-function passthroughArgs(service: ResolvedService): string[] {
-  const shares = service.mounts.flatMap((mount) =>
+function passthroughArgs(spec: InstanceSpec): string[] {
+  const shares = Object.values(spec.mounts).flatMap((mount) =>
     mount.type === 'bind'
       ? [
           '-virtfs',
@@ -167,7 +169,7 @@ function passthroughArgs(service: ResolvedService): string[] {
         ]
       : [],
   );
-  const devices = service.spec.devices.flatMap((d) => [
+  const devices = Object.values(spec.devices).flatMap((d) => [
     '-device',
     option('vfio-pci', `host=${d.pci}`, d.rom_file && `romfile=${escapeOption(d.rom_file)}`),
   ]);
@@ -175,13 +177,11 @@ function passthroughArgs(service: ResolvedService): string[] {
 }
 
 /** The arguments after the binary name. `-daemonize` makes start-up errors come back at once. */
-export function qemuArgs(project: ResolvedProject, instance: ResolvedInstance, facts: LaunchFacts): string[] {
-  const service = project.services.find((s) => s.name === instance.service);
-  if (!service) throw new Error(`qemuArgs: no service ${instance.service} for ${instance.name}`);
+export function qemuArgs(spec: InstanceSpec, facts: LaunchFacts): string[] {
   return [
     '-name',
-    escapeOption(instance.name),
-    ...machineArgs(service, facts.accel),
+    escapeOption(spec.name),
+    ...machineArgs(spec, facts.accel),
     '-nodefaults',
     '-no-user-config',
     '-display',
@@ -189,12 +189,12 @@ export function qemuArgs(project: ResolvedProject, instance: ResolvedInstance, f
     ...consoleArgs(facts.files),
     '-device',
     'virtio-rng-pci',
-    ...diskArgs(service, facts),
-    ...networkArgs(project, instance, facts),
-    ...passthroughArgs(service),
+    ...diskArgs(spec, facts),
+    ...networkArgs(spec, facts),
+    ...passthroughArgs(spec),
     '-daemonize',
     '-pidfile',
     facts.files.pidFile,
-    ...service.spec.vm.extra_args,
+    ...spec.vm.extra_args,
   ];
 }

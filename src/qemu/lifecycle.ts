@@ -2,6 +2,7 @@ import { UserError } from '../errors.js';
 import { isOurQemu, readPid } from '../observe/process.js';
 import { QmpClient } from '../observe/qmp.js';
 import { formatDuration } from '../compose/units.js';
+import { sleep } from '../util/sleep.js';
 
 // Starting and stopping one QEMU process. QEMU runs with -daemonize, so it is not our child:
 // its exit is seen through /proc, and it outlives holos by design.
@@ -13,10 +14,9 @@ const termWaitMs = 5_000;
 /**
  * Runs QEMU with -daemonize and returns the daemon's pid. QEMU exits non-zero before
  * daemonizing when it cannot start (a port in use, a bad argument): that becomes an error
- * naming the instance, with what QEMU said.
+ * with what QEMU said (apply names the instance).
  */
 export async function launch(
-  instance: string,
   qemu: string,
   args: readonly string[],
   pidFile: string,
@@ -28,11 +28,11 @@ export async function launch(
   if (result.failed) {
     const said = `${result.stderr}`.trim().split('\n').filter(Boolean);
     const why = said.length > 0 ? said.join('; ') : (result.shortMessage ?? `exit status ${result.exitCode}`);
-    throw new UserError(`${instance}: QEMU did not start: ${why}`);
+    throw new UserError(`QEMU did not start: ${why}`);
   }
   const pid = await readPid(pidFile);
   if (pid === undefined || !(await isOurQemu(pid, marker)))
-    throw new UserError(`${instance}: QEMU started but exited at once; see its serial log`);
+    throw new UserError('QEMU started but exited at once; see its serial log');
   return pid;
 }
 
@@ -42,7 +42,7 @@ export async function waitForExit(pid: number, marker: string, ms: number): Prom
   for (;;) {
     if (!(await isOurQemu(pid, marker))) return true;
     if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(pollMs);
   }
 }
 

@@ -1,14 +1,14 @@
-import * as image from '../resources/image.js';
-import * as instance from '../resources/instance.js';
-import * as keypair from '../resources/keypair.js';
-import * as overlay from '../resources/overlay.js';
-import * as seed from '../resources/seed.js';
-import type { Action, Target } from '../resources/types.js';
-import * as volume from '../resources/volume.js';
+import { actionId, type Action, type Change, type DiffContext, type Target } from '../resources/kind.js';
+import { kinds } from '../resources/registry.js';
+import { parseInstanceName } from '../state/inspect.js';
 import type { Desired } from './desired.js';
 import type { Observed } from './observe.js';
 
-// The plan: desired × observed × target → ordered actions, each with its reason. Pure.
+// The plan: desired × observed × targets → a graph of actions, each with its cause and reason.
+// Pure. Every kind is diffed the same way (resources/kind.ts); this is the only place where
+// order is decided: what instances need comes before them, an instance's parts are made while
+// it is down, dependencies start first (behind a health gate when they have a healthcheck),
+// and teardown runs the other way round, before anything starts.
 
 export interface Targets {
   /** The target of each service the verb acts on; services not named are left alone. */
@@ -21,116 +21,164 @@ export interface Targets {
   removeVolumes?: boolean;
 }
 
+/** A node of the graph that is not an action: every instance of a service passes its healthcheck. */
+export interface Gate {
+  id: string;
+  kind: 'health';
+  service: string;
+  after: string[];
+}
+
 export interface Plan {
   schema_version: 1;
   project: string;
+  /** In an order that respects the graph (each action after what it waits for). */
   actions: Action[];
+  gates: Gate[];
 }
 
-/** Actions that make or fetch what instances need; apply runs them first, then plans again. */
-export const isPreparation = (a: Action) =>
-  a.kind === 'keypair' || a.kind === 'image' || (a.kind === 'volume' && a.verb !== 'remove');
+const bringUp = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart', 'resume']);
+const teardown = new Set<Action['verb']>(['stop', 'remove']);
+const startsVm = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart']);
+/** Within one instance: its key, its disk, its seed, then the instance itself. */
+const partOrder = ['keypair', 'overlay', 'seed', 'instance'];
 
-/** Actions that run once every instance action is done: removing volumes no VM holds any more. */
-export const isCleanup = (a: Action) => a.kind === 'volume' && a.verb === 'remove';
-
-const rebuilds = new Set(['create', 'recreate']);
-
-/**
- * Down with no process and no record: an `up` that failed before QEMU started still left the
- * instance's directory (host key, disk, seed), which must go too, or the project never does.
- */
-function leftBehind(d: Desired['instances'][number], observed: Observed, target: Target): Action | undefined {
-  const name = d.resolved.name;
-  const onDisk =
-    observed.overlays[name]?.exists || observed.seeds[name]?.exists || observed.hostKeys[name]?.publicKey;
-  if (target !== 'absent' || !onDisk) return undefined;
-  return { kind: 'instance', name, instance: name, service: d.service.name, verb: 'remove', reason: 'down' };
-}
-
-function planInstance(d: Desired['instances'][number], observed: Observed, target: Target): Action[] {
-  const name = d.resolved.name;
-  const seen = observed.instances[name] ?? {};
-  const disk = overlay.diff(d.overlay, observed.overlays[name] ?? { exists: false }, target);
-  const main = instance.diff(d.spec, seen, target, disk) ?? leftBehind(d, observed, target);
-  const keys = keypair
-    .diff(d.hostKey, observed.hostKeys[name] ?? {}, target)
-    .map((a) => ({ ...a, instance: name, service: d.service.name }));
-  if (main && rebuilds.has(main.verb)) {
-    const newDisk: Action = disk.find((a) => a.verb !== 'rebase') ?? {
-      kind: 'overlay',
-      name,
-      instance: name,
-      verb: 'recreate',
-      reason: 'a new root disk, so cloud-init runs again',
-    };
-    const seedWrite = seed.diff(d.seed, observed.seeds[name] ?? { exists: false }, target);
-    return [
-      ...keys,
-      { ...newDisk, service: d.service.name },
-      ...seedWrite.map((a) => ({ ...a, service: d.service.name })),
-      main,
-    ];
+function diffAll(desired: Desired, observed: Observed, targets: Targets): Change[] {
+  const planned = new Map<string, Change>();
+  const ctx: DiffContext = {
+    targetOf: (service) => (service === undefined ? undefined : targets.services[service]),
+    existingOnly: targets.existingOnly ?? false,
+    removeVolumes: targets.removeVolumes ?? false,
+    ...(targets.strays && { strays: targets.strays }),
+    project: desired.project,
+    spec: (kind, name) => desired.specs[kind].get(name),
+    observed: (kind, name) => observed[kind][name],
+    planned: (kind, name) => planned.get(actionId(kind, name)),
+  };
+  const changes: Change[] = [];
+  for (const kind of Object.values(kinds)) {
+    const specs = desired.specs[kind.kind] as Map<string, unknown>;
+    const seen = observed[kind.kind] as Record<string, unknown>;
+    for (const name of new Set([...specs.keys(), ...Object.keys(seen)])) {
+      if (!(name in seen)) throw new Error(`plan: ${kind.kind} ${name} was not observed`);
+      for (const change of kind.diff(name, specs.get(name) as never, seen[name] as never, ctx)) {
+        planned.set(actionId(change.kind, change.name), change);
+        changes.push(change);
+      }
+    }
   }
-  const seedWrite =
-    target === 'running' ? seed.diff(d.seed, observed.seeds[name] ?? { exists: false }, target) : [];
-  const seedActions = seedWrite.map((a) => ({
-    ...a,
-    service: d.service.name,
-    reason: main ? a.reason : 'the hosts table changed; the guest sees it when recreated',
-  }));
-  const rebase = main
-    ? disk.filter((a) => a.verb === 'rebase').map((a) => ({ ...a, service: d.service.name }))
-    : [];
-  return [...keys, ...rebase, ...seedActions, ...(main ? [main] : [])];
+  return changes;
 }
 
-function strayReason(desired: Desired, name: string, observed: instance.InstanceObserved): string {
-  const service = observed.applied?.spec.service ?? name.replace(/-\d+$/, '');
-  const kept = desired.project.services.find((s) => s.name === service);
-  return kept
-    ? `replicas of ${service} are now ${kept.spec.replicas}`
-    : `service ${service} is no longer in the file`;
+/** Where an action goes in the list: preparation, then instance by instance, then cleanup. */
+function orderOf(desired: Desired, observed: Observed) {
+  const instances = [
+    ...desired.project.instances.map((i) => i.name),
+    ...Object.keys(observed.instance).filter((n) => !desired.specs.instance.has(n)),
+  ];
+  const kindOrder = Object.keys(kinds);
+  return (a: Action): number[] => {
+    if (a.instance === undefined) return a.verb === 'remove' ? [2, 0, 0] : [0, kindOrder.indexOf(a.kind), 0];
+    return [1, instances.indexOf(a.instance), partOrder.indexOf(a.kind)];
+  };
 }
 
 export function plan(desired: Desired, observed: Observed, targets: Targets): Plan {
-  const actions: Action[] = [];
-  const running = (service: string) => targets.services[service] === 'running';
-  const anyRunning = desired.project.services.some((s) => running(s.name) && s.spec.replicas > 0);
-  actions.push(...keypair.diff(desired.keypair, observed.keypair, anyRunning ? 'running' : 'stopped'));
+  const changes = diffAll(desired, observed, targets);
+  const planned = new Set(changes.map((c) => actionId(c.kind, c.name)));
+  const actions: Action[] = changes.map(({ needs, ...change }) => ({
+    id: actionId(change.kind, change.name),
+    ...change,
+    after: (needs ?? []).filter((id) => planned.has(id)),
+  }));
+  const byId = new Map(actions.map((a) => [a.id, a]));
+  const instanceAction = (name: string) => byId.get(actionId('instance', name));
 
-  const images = new Map<string, Action>();
-  for (const [service, spec] of desired.images)
-    if (running(service) && desired.project.services.find((s) => s.name === service)!.spec.replicas > 0)
-      for (const a of image.diff(spec, observed.images.get(service) ?? { exists: false }, 'running'))
-        images.set(spec.path, a);
-  actions.push(...images.values());
-
-  for (const spec of desired.volumes) {
-    const users = desired.project.services.filter((s) =>
-      s.mounts.some((m) => m.type === 'volume' && m.source === spec.name),
-    );
-    const target = users.some((s) => running(s.name)) ? 'running' : 'stopped';
-    actions.push(...volume.diff(spec, observed.volumes[spec.name] ?? { exists: false }, target));
+  // An instance's parts are made during its action, while the VM is down; what they wait for,
+  // the instance waits for before it stops.
+  for (const action of actions) {
+    const owner = action.instance !== undefined ? instanceAction(action.instance) : undefined;
+    const isPart = (kinds[action.kind] as { part?: boolean }).part === true;
+    if (!isPart || !owner || !startsVm.has(owner.verb)) continue;
+    action.during = owner.id;
+    owner.after = [...new Set([...owner.after.filter((id) => id !== action.id), ...action.after])];
   }
 
-  for (const d of desired.instances) {
-    const target = targets.services[d.service.name];
-    if (!target) continue;
-    if (targets.existingOnly && !observed.instances[d.resolved.name]?.applied) continue;
-    actions.push(...planInstance(d, observed, target));
+  // Services: who depends on whom, from the file and, for instances it no longer names, from
+  // what they were started with.
+  const serviceOf = (a: Action) => a.service ?? parseInstanceName(a.name).service;
+  const dependsOn = new Map<string, string[]>(
+    desired.project.services.map((s) => [s.name, s.spec.depends_on]),
+  );
+  for (const [name, seen] of Object.entries(observed.instance)) {
+    const service = seen.applied?.spec.service ?? parseInstanceName(name).service;
+    if (!dependsOn.has(service)) dependsOn.set(service, seen.applied?.spec.depends_on ?? []);
   }
+  const instanceActions = actions.filter((a) => a.kind === 'instance');
+  const ofService = (service: string, verbs: Set<Action['verb']>) =>
+    instanceActions.filter((a) => serviceOf(a) === service && verbs.has(a.verb)).map((a) => a.id);
+  const wait = (action: Action, ids: readonly string[]) => {
+    action.after = [...new Set([...action.after, ...ids])];
+  };
 
-  if (targets.strays)
-    for (const [name, seen] of Object.entries(observed.strays)) {
-      const live = seen.pid !== undefined;
-      const service = seen.applied?.spec.service;
-      const base = { kind: 'instance' as const, name, instance: name, ...(service && { service }) };
-      if (targets.strays === 'absent')
-        actions.push({ ...base, verb: 'remove', reason: strayReason(desired, name, seen) });
-      else if (targets.strays === 'stopped' && live)
-        actions.push({ ...base, verb: 'stop', reason: 'stop requested' });
+  // Teardown, last level first: a service stops once the services that depend on it have.
+  const down = instanceActions.filter((a) => teardown.has(a.verb));
+  for (const action of down)
+    for (const [dependent, deps] of dependsOn)
+      if (deps.includes(serviceOf(action))) wait(action, ofService(dependent, teardown));
+
+  // Bring-up, after every teardown (a removed VM may hold a port a new one needs), dependencies
+  // first; a dependency with a healthcheck is passed through its gate.
+  const up = instanceActions.filter((a) => bringUp.has(a.verb));
+  const gates: Gate[] = [];
+  for (const service of desired.project.services) {
+    const dependents = desired.project.services.filter((s) => s.spec.depends_on.includes(service.name));
+    const mine = ofService(service.name, bringUp);
+    const waiting = up.filter((a) => dependents.some((d) => d.name === serviceOf(a)));
+    if (dependents.length === 0 || (mine.length === 0 && waiting.length === 0)) continue;
+    let ready = mine;
+    if (service.spec.healthcheck) {
+      const gate: Gate = { id: `health:${service.name}`, kind: 'health', service: service.name, after: mine };
+      gates.push(gate);
+      ready = [gate.id];
     }
-  if (targets.removeVolumes) actions.push(...volume.removals(observed.volumesOnDisk));
-  return { schema_version: 1, project: desired.project.name, actions };
+    for (const action of waiting) wait(action, ready);
+  }
+  for (const action of up)
+    wait(
+      action,
+      down.map((a) => a.id),
+    );
+
+  // Volumes go once every instance that could hold them is gone.
+  for (const action of actions)
+    if (action.kind === 'volume' && action.verb === 'remove')
+      wait(
+        action,
+        instanceActions.map((a) => a.id),
+      );
+
+  const order = orderOf(desired, observed);
+  const keyed = actions.map((a, i) => ({ a, key: [...order(a), i] }));
+  keyed.sort((x, y) => {
+    for (let i = 0; i < x.key.length; i++) if (x.key[i] !== y.key[i]) return x.key[i]! - y.key[i]!;
+    return 0;
+  });
+  return { schema_version: 1, project: desired.project.name, actions: keyed.map((k) => k.a), gates };
+}
+
+/**
+ * The graph, one node a line with what it waits for (after docker compose's Plan.String), for
+ * tests and debugging: `[keypair:shop, image:./base.qcow2] -> instance:db-0 create (missing)`;
+ * an instance's parts show the action they run during: `{during instance:db-0}`.
+ */
+export function graphLines(plan: Plan): string[] {
+  const node = (id: string, after: readonly string[], what: string) =>
+    `[${[...after].sort().join(', ')}] -> ${id} ${what}`;
+  return [
+    ...plan.actions.map((a) =>
+      node(a.id, a.after, `${a.verb} (${a.cause})${a.during ? ` {during ${a.during}}` : ''}`),
+    ),
+    ...plan.gates.map((g) => node(g.id, g.after, 'healthy')),
+  ];
 }

@@ -1,15 +1,17 @@
 import { dirname, resolve } from 'node:path';
 import { watch as watchFiles } from 'chokidar';
 import { ComposeProblems } from '../errors.js';
-import { isOurQemu, readPid } from '../observe/process.js';
 import { QmpClient } from '../observe/qmp.js';
-import type { ProjectLayout } from '../resources/layout.js';
-import { converge, openProject, type Session } from './converge.js';
-import type { Emit, HolosEvent } from './events.js';
-import { acquireLock } from './lock.js';
-import { instancesOnDisk } from './observe.js';
-import type { Targets } from './plan.js';
-import { readProjectRecord } from './project.js';
+import { inspectProject } from '../state/inspect.js';
+import type { ProjectLayout } from '../state/layout.js';
+import { acquireLock } from '../state/lock.js';
+import { readProjectRecord } from '../state/project.js';
+import type { ApplyResult } from './apply.js';
+import { openProject, type Session } from '../session.js';
+import { ApplyFailed, converge, type Planned } from './converge.js';
+import type { Emit } from '../events.js';
+import { Backoff, Coalescer } from './queue.js';
+import { targetsFor } from './targets.js';
 
 // watch: the pipeline in a loop, level-triggered (DESIGN.md §6). A trigger never says what to
 // do, only that something may have changed: every pass observes everything, plans, applies.
@@ -29,69 +31,14 @@ export interface WatchOptions {
   healthBypass?: boolean;
 }
 
-/** Runs `pass` whenever kicked; kicks during a pass coalesce into one more pass. */
-class Coalescer {
-  #pending = false;
-  #running: Promise<void> | undefined;
-  readonly #pass: () => Promise<void>;
-
-  constructor(pass: () => Promise<void>) {
-    this.#pass = pass;
-  }
-
-  kick(): void {
-    this.#pending = true;
-    this.#running ??= this.#drain().finally(() => (this.#running = undefined));
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#pending) {
-      this.#pending = false;
-      await this.#pass();
-    }
-  }
-
-  /** The pass in flight, if any. */
-  idle(): Promise<void> {
-    return this.#running ?? Promise.resolve();
-  }
-}
-
 const startVerbs = new Set(['create', 'recreate', 'start', 'restart']);
-/** An instance up at least this long counts as stable: its backoff starts over. */
-const stableMs = 30_000;
-const maxDelayMs = 5 * 60_000;
 
-/** Per-instance exponential backoff, like a controller's work queue: 1s doubling up to 5m. */
-class Backoff {
-  readonly #state = new Map<string, { delayMs: number; lastMs: number }>();
-
-  /** Whether the instance must wait before its next start. */
-  holds(instance: string, now = Date.now()): boolean {
-    const s = this.#state.get(instance);
-    return s !== undefined && now < s.lastMs + s.delayMs;
-  }
-
-  /** A start was tried: failed, or back again soon after the last one, doubles the delay. */
-  attempted(instance: string, failed: boolean, now = Date.now()): void {
-    const s = this.#state.get(instance) ?? { delayMs: 0, lastMs: -Infinity };
-    const soon = now - s.lastMs < stableMs;
-    s.delayMs = failed || soon ? Math.min(s.delayMs > 0 ? s.delayMs * 2 : 1_000, maxDelayMs) : 0;
-    s.lastMs = now;
-    this.#state.set(instance, s);
-  }
-
-  remainingMs(instance: string, now = Date.now()): number {
-    const s = this.#state.get(instance);
-    return s ? Math.max(0, s.lastMs + s.delayMs - now) : 0;
-  }
-
-  /** Milliseconds until the earliest held instance may go again. */
-  nextWakeMs(now = Date.now()): number | undefined {
-    const waits = [...this.#state.values()].map((s) => s.lastMs + s.delayMs - now).filter((ms) => ms > 0);
-    return waits.length > 0 ? Math.min(...waits) : undefined;
-  }
-}
+/** What a pass sees of one instance: its desired spec and observed state (for terminal holds). */
+const worldOf = (planned: Planned, instance: string) =>
+  JSON.stringify([
+    planned.desired.specs.instance.get(instance) ?? null,
+    planned.observed.instance[instance] ?? null,
+  ]);
 
 /** Persistent QMP connections (on each instance's events socket) that tell when a VM goes away. */
 class VmWatchers {
@@ -105,12 +52,12 @@ class VmWatchers {
   /** Connects to every running instance not yet watched; forgets the ones that are gone. */
   async sync(layout: ProjectLayout): Promise<string[]> {
     const added: string[] = [];
-    for (const name of await instancesOnDisk(layout)) {
-      if (this.#clients.get(name)?.closed === false) continue;
-      const files = layout.instance(name);
-      const pid = await readPid(files.pidFile);
-      if (pid === undefined || !(await isOurQemu(pid, files.qmpSocket))) continue;
-      const client = await QmpClient.connect(files.eventSocket, { timeoutMs: 2_000 }).catch(() => undefined);
+    for (const seen of await inspectProject(layout)) {
+      const { name } = seen;
+      if (this.#clients.get(name)?.closed === false || seen.pid === undefined) continue;
+      const client = await QmpClient.connect(seen.layout.eventSocket, { timeoutMs: 2_000 }).catch(
+        () => undefined,
+      );
       if (!client) continue;
       this.#clients.set(name, client);
       added.push(name);
@@ -154,23 +101,27 @@ export async function watch(opts: WatchOptions): Promise<void> {
   });
   let wakeTimer: NodeJS.Timeout | undefined;
 
-  const track: Emit = (event: HolosEvent) => {
-    if (
-      event.type === 'action' &&
-      event.phase !== 'start' &&
-      event.action.kind === 'instance' &&
-      startVerbs.has(event.action.verb)
-    )
-      backoff.attempted(event.action.name, event.phase === 'failed');
-    emit(event);
-  };
-  /** Holds back an instance in backoff, saying so once per pass. */
+  /** Holds back an instance in backoff or behind a terminal error, saying so once per pass. */
   const told = new Set<string>();
-  const defer = (instance: string) => {
-    if (!backoff.holds(instance)) return false;
-    if (!told.has(instance)) emit({ type: 'backoff', instance, delay_ms: backoff.remainingMs(instance) });
+  const defer = (instance: string, planned: Planned) => {
+    if (!backoff.holds(instance, worldOf(planned, instance))) return false;
+    if (!told.has(instance) && !backoff.terminal(instance))
+      emit({ type: 'backoff', instance, delay_ms: backoff.remainingMs(instance) });
     told.add(instance);
     return true;
+  };
+  /** Apply's outcome per instance feeds the queue: what failed, and how, and what started. */
+  const learn = (planned: Planned, result: ApplyResult, startedVms: Set<string>) => {
+    for (const [instance, outcome] of result.instances) {
+      const wasTerminal = backoff.terminal(instance) !== undefined;
+      backoff.record(instance, outcome, worldOf(planned, instance), startedVms.has(instance));
+      const terminal = backoff.terminal(instance);
+      if (terminal && !wasTerminal)
+        emit({
+          type: 'error',
+          message: `${instance}: ${terminal} (not retried until the file or the host changes; holos up tries again now)`,
+        });
+    }
   };
 
   const load = async (): Promise<Session | undefined> => {
@@ -181,15 +132,6 @@ export async function watch(opts: WatchOptions): Promise<void> {
       emit({ type: 'invalid', problems: error.problems });
     }
     return lastGood;
-  };
-
-  const targetsFor = async (session: Session): Promise<Targets> => {
-    const stopped = new Set((await readProjectRecord(session.layout))?.stopped ?? []);
-    const names = opts.services.length > 0 ? opts.services : session.project.services.map((s) => s.name);
-    return {
-      services: Object.fromEntries(names.filter((n) => !stopped.has(n)).map((n) => [n, 'running'])),
-      ...(opts.services.length === 0 && { strays: 'absent' as const }),
-    };
   };
 
   const pass = async () => {
@@ -205,13 +147,29 @@ export async function watch(opts: WatchOptions): Promise<void> {
       });
       try {
         // The record is read under the lock, so a `holos stop` that just finished is seen.
-        await converge(session, await targetsFor(session), {
-          emit: track,
-          warn: opts.warn,
-          signal: opts.signal,
-          healthBypass: opts.healthBypass,
-          defer,
-        });
+        const stopped = (await readProjectRecord(session.layout))?.stopped ?? [];
+        const services = session.project.services.map((s) => s.name);
+        const targets = targetsFor('watch', services, { named: opts.services, stopped });
+        let converged: Awaited<ReturnType<typeof converge>> | undefined;
+        try {
+          converged = await converge(session, targets, {
+            emit,
+            warn: opts.warn,
+            signal: opts.signal,
+            healthBypass: opts.healthBypass,
+            defer,
+          });
+        } catch (error) {
+          if (!(error instanceof ApplyFailed)) throw error;
+          converged = error.converged;
+          if (!opts.signal.aborted) emit({ type: 'error', message: error.message });
+        }
+        const started = new Set(
+          converged.plan.actions
+            .filter((a) => a.kind === 'instance' && startVerbs.has(a.verb))
+            .map((a) => a.name),
+        );
+        learn(converged.planned, converged.result, started);
       } finally {
         await lock.release();
       }

@@ -11,19 +11,26 @@ import type {
 import type { PortMapping } from '../compose/ports.js';
 import type { Device, Healthcheck } from '../compose/schema.js';
 import { UserError } from '../errors.js';
-import { isOurQemu, readPid } from '../observe/process.js';
+import { QmpClient } from '../observe/qmp.js';
 import { freePort, isPortFree } from '../observe/ports.js';
-import { queryStatus } from '../observe/qmp.js';
-import { qemuArgs, type Accelerator } from '../qemu/argv.js';
+import { qemuArgs } from '../qemu/argv.js';
 import { requireUefiFirmware } from '../qemu/firmware.js';
 import { launch, stopGracefully, type StopOutcome } from '../qemu/lifecycle.js';
-import { readJson, writeAtomically } from '../util/fs.js';
-import type { ImageSpec } from './image.js';
-import { checkSocketPaths, type InstanceLayout } from './layout.js';
-import type { Action, Target } from './types.js';
+import { inspect, instancesOnDisk, parseInstanceName } from '../state/inspect.js';
+import { checkSocketPaths, type InstanceLayout } from '../state/layout.js';
+import { writeApplied, type AppliedRecord } from '../state/records.js';
+import { imageOf } from './image.js';
+import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
+import type { Action, Change, Kind } from './kind.js';
+import { drift } from './overlay.js';
+import { seedFileOf, seedIdentity, write as writeSeed } from './seed.js';
+
+export type { AppliedRecord } from '../state/records.js';
 
 // The instance: one QEMU process. Its spec is everything from the file that shapes this VM,
-// laid out by change class so a diff says what an edit costs (DESIGN.md §3).
+// laid out by change class so a diff says what an edit costs (DESIGN.md §3). It is the single
+// source of the QEMU command line (qemu/argv.ts reads nothing else), of the applied record and
+// of the diff, so a field that shapes the VM cannot escape the diff.
 
 export interface InstanceSpec {
   name: string;
@@ -33,8 +40,9 @@ export interface InstanceSpec {
   image: { path: string; format: 'qcow2' | 'raw' };
   disk_size: number | null;
   user: string;
-  network: { ip: string; mac: string };
-  /** The seed's content hash without the hosts table (seed.ts). */
+  /** `group` and `port`: the private segment's multicast socket (restart). */
+  network: { ip: string; mac: string; group: string; port: number };
+  /** The seed's identity: a hash of its inputs without the hosts table and mounts (seed.ts). */
   seed: string;
   // restart: same disk, new QEMU
   vm: {
@@ -56,7 +64,7 @@ export interface InstanceSpec {
 
 export type ChangeClass = 'none' | 'record' | 'restart' | 'recreate';
 
-const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
+export const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
   name: 'recreate',
   service: 'recreate',
   index: 'recreate',
@@ -76,24 +84,20 @@ const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
 /**
  * Fields whose class differs from their parent's. The base image's path: the overlay judges
  * whether a new path is the same file (rebased, overlay.ts) or another image (a new disk); the
- * instance restarts either way, because QEMU holds the disk open.
+ * instance restarts either way, because QEMU holds the disk open. The segment is a QEMU option.
  */
-const classOfSubfield: Record<string, ChangeClass> = { 'image.path': 'restart' };
+export const classOfSubfield: Record<string, ChangeClass> = {
+  'image.path': 'restart',
+  'network.group': 'restart',
+  'network.port': 'restart',
+};
 const classRank: ChangeClass[] = ['none', 'record', 'restart', 'recreate'];
 
-/** What holos wrote when it last started or stopped the instance. */
-export interface AppliedRecord {
-  schema_version: 1;
-  spec: InstanceSpec;
-  state: 'running' | 'stopped';
-  pid?: number;
-  sshPort: number;
-  /** Host port of each entry of spec.ports, in order (ephemeral ones as chosen). */
-  hostPorts: number[];
-  accel: Accelerator;
-  hostPublicKey: string;
-  startedAt?: string;
-}
+/** The class of a spec path (`vm.memory_mb`, `image.path`). */
+export const classOfPath = (path: string): ChangeClass => {
+  const [top, second] = path.split('.');
+  return classOfSubfield[`${top}.${second}`] ?? classOfField[top as keyof InstanceSpec] ?? 'recreate';
+};
 
 export interface InstanceObserved {
   pid?: number;
@@ -114,23 +118,25 @@ const keyed = <T>(items: readonly T[], key: (item: T) => string): Record<string,
 
 export const portKey = (p: PortMapping) => `${p.hostIp}:${p.host}:${p.guest}/${p.protocol}`;
 
-export function desired(
+/** The spec of one instance, from the resolved project. Pure. */
+export function instanceSpec(
+  project: ResolvedProject,
   service: ResolvedService,
   instance: ResolvedInstance,
-  image: ImageSpec,
-  seedIdentity: string,
+  stateDir: string,
 ): InstanceSpec {
   const { spec } = service;
   const { disk_size, ...vm } = spec.vm;
+  const { path, format } = imageOf(service, stateDir);
   return {
     name: instance.name,
     service: service.name,
     index: instance.index,
-    image: { path: image.path, format: image.format },
+    image: { path, format },
     disk_size: disk_size ?? null,
     user: service.user,
-    network: { ip: instance.ip, mac: instance.mac },
-    seed: seedIdentity,
+    network: { ip: instance.ip, mac: instance.mac, group: project.network.group, port: project.network.port },
+    seed: seedIdentity(service, instance),
     vm: { ...vm, uefi: service.uefi },
     ports: keyed(instance.ports, portKey),
     mounts: keyed(service.mounts, (m) => m.target),
@@ -150,106 +156,262 @@ export const specHash = (spec: InstanceSpec) =>
     .digest('hex')
     .slice(0, 16);
 
-export async function observe(layout: InstanceLayout): Promise<InstanceObserved> {
-  const applied = await readJson<AppliedRecord>(layout.applied);
-  const pid = await readPid(layout.pidFile);
-  if (pid === undefined || !(await isOurQemu(pid, layout.qmpSocket))) return { applied };
-  const status = await queryStatus(layout.qmpSocket, 2_000).catch(() => 'unresponsive');
-  return { pid, status, applied };
+/** The instance's process and record (state/inspect.ts), with QEMU asked for its run state. */
+export async function observe(layout: InstanceLayout, name = ''): Promise<InstanceObserved> {
+  const seen = await inspect(name, layout, { qmp: true });
+  return seen.pid === undefined
+    ? { applied: seen.applied }
+    : { pid: seen.pid, status: seen.status, applied: seen.applied };
 }
 
-export interface Change {
+export interface SpecChange {
   class: ChangeClass;
   patch: Operation[];
   /** The changed fields as dotted paths: `vm.memory_mb`, `ports`. */
   fields: string[];
 }
 
-export function change(applied: InstanceSpec, wanted: InstanceSpec): Change {
+/**
+ * How `wanted` differs from what the instance was started with. A record of holos 0.1
+ * (schema 1) lacks fields added since and hashed its seed otherwise: those are taken as they
+ * are wanted, so an upgrade alone never restarts or recreates a VM.
+ */
+export function change(record: AppliedRecord | InstanceSpec, wanted: InstanceSpec): SpecChange {
+  const applied = 'spec' in record ? legacyAware(record) : record;
   const patch = jsonpatch.compare(normalise(applied), normalise(wanted));
   let worst: ChangeClass = 'none';
   const fields = new Set<string>();
   for (const op of patch) {
     const [top, second] = op.path.split('/').slice(1);
-    const cls = classOfSubfield[`${top}.${second}`] ?? classOfField[top as keyof InstanceSpec] ?? 'recreate';
+    const cls = classOfPath(`${top}.${second}`);
     if (classRank.indexOf(cls) > classRank.indexOf(worst)) worst = cls;
     // Keyed collections and lists are named as a whole: `ports`, `depends_on`, not `depends_on.0`.
     const named = second && !/^\d+$/.test(second) && top !== 'ports' && top !== 'mounts' && top !== 'devices';
     fields.add(named ? `${top}.${second}` : top!);
   }
   return { class: worst, patch, fields: [...fields] };
+
+  function legacyAware(r: AppliedRecord): InstanceSpec {
+    if (r.schema_version !== 1) return r.spec;
+    return { ...r.spec, seed: wanted.seed, network: { ...wanted.network, ...r.spec.network } };
+  }
 }
 
 /** Statuses of a live QEMU whose guest is gone: restarting is the repair. */
 const deadGuest = new Set(['shutdown', 'guest-panicked', 'internal-error', 'io-error']);
+const bringUp = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart']);
 
-/**
- * The instance's action for this target, if any. `disk` is the overlay's own drift (overlay.ts),
- * which forces a recreate; `goneReason` says why an instance not in the file goes away.
- */
-export function diff(
-  spec: InstanceSpec,
-  observed: InstanceObserved,
-  target: Target,
-  disk: Action[],
-): Action | undefined {
-  const act = (verb: Action['verb'], reason: string, patch?: Operation[]): Action => ({
-    kind: 'instance',
-    name: spec.name,
-    instance: spec.name,
-    service: spec.service,
-    verb,
-    reason,
-    ...(patch && patch.length > 0 && { patch }),
-  });
-  const live = observed.pid !== undefined;
-  if (target === 'absent') return live || observed.applied ? act('remove', 'down') : undefined;
-  if (target === 'stopped') return live ? act('stop', 'stop requested') : undefined;
-
-  const { applied } = observed;
-  // A disk that moved with its base is rebased, not replaced: the VM only restarts on it.
-  const newDisk = disk.find((a) => a.verb !== 'rebase');
-  const rebase = disk.find((a) => a.verb === 'rebase');
-  if (!applied) {
-    if (newDisk?.verb === 'create') return act('create', 'new instance');
-    if (newDisk) return act('recreate', newDisk.reason);
-    return act(live ? 'restart' : 'start', rebase?.reason ?? 'no record of its last start');
-  }
-  const { class: cls, patch, fields } = change(applied.spec, spec);
-  const changed = `${fields.join(', ')} changed`;
-  if (newDisk) return act('recreate', newDisk.reason, patch);
-  if (cls === 'recreate') return act('recreate', changed, patch);
-  if (!live) return act('start', applied.state === 'running' ? 'QEMU exited' : 'stopped', patch);
-  if (cls === 'restart' || rebase) return act('restart', cls === 'restart' ? changed : rebase!.reason, patch);
-  if (deadGuest.has(observed.status ?? ''))
-    return act('restart', `guest status is ${observed.status}`, patch);
-  if (observed.status === 'paused') return act('resume', 'paused', patch);
-  if (cls === 'record') return act('record', `${changed} (no VM action)`, patch);
-  return undefined;
+function strayReason(name: string, observed: InstanceObserved, project: ResolvedProject): string {
+  const service = observed.applied?.spec.service ?? parseInstanceName(name).service;
+  const kept = project.services.find((s) => s.name === service);
+  return kept
+    ? `replicas of ${service} are now ${kept.spec.replicas}`
+    : `service ${service} is no longer in the file`;
 }
+
+export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
+  kind: 'instance',
+
+  desired({ project, layout }) {
+    const services = new Map(project.services.map((s) => [s.name, s]));
+    return new Map(
+      project.instances.map((i) => [
+        i.name,
+        instanceSpec(project, services.get(i.service)!, i, layout.stateDir),
+      ]),
+    );
+  },
+
+  onHost: instancesOnDisk,
+
+  observe: (name, _spec, layout) => observe(layout.instance(name), name),
+
+  diff(name, spec, observed, ctx) {
+    const live = observed.pid !== undefined;
+    const act = (
+      verb: Action['verb'],
+      cause: Change['cause'],
+      reason: string,
+      extra: Partial<Change> = {},
+    ): Change[] => [
+      {
+        kind: 'instance',
+        name,
+        instance: name,
+        service: spec?.service ?? observed.applied?.spec.service ?? parseInstanceName(name).service,
+        verb,
+        cause,
+        reason,
+        ...(extra.forced_by && { forced_by: extra.forced_by }),
+        ...(extra.patch && extra.patch.length > 0 && { patch: extra.patch }),
+        ...(bringUp.has(verb) && spec && { needs: needsOf(spec, ctx.project.name) }),
+      },
+    ];
+
+    if (!spec) {
+      // On the host, not in the file: a removed service, or a replica beyond `replicas`.
+      if (ctx.strays === 'absent')
+        return act('remove', 'not-in-file', strayReason(name, observed, ctx.project));
+      if (ctx.strays === 'stopped' && live) return act('stop', 'requested', 'stop requested');
+      return [];
+    }
+    const target = ctx.targetOf(spec.service);
+    if (!target || (ctx.existingOnly && !observed.applied)) return [];
+    if (target === 'absent') {
+      // An up that failed before QEMU started still left the directory (key, disk, seed).
+      const leftBehind =
+        ctx.observed('overlay', name)?.exists ||
+        ctx.observed('seed', name)?.exists ||
+        ctx.observed('keypair', hostKeyName(name))?.publicKey;
+      return live || observed.applied || leftBehind ? act('remove', 'requested', 'down') : [];
+    }
+    if (target === 'stopped') return live ? act('stop', 'requested', 'stop requested') : [];
+
+    const disk = drift(ctx.spec('overlay', name)!, ctx.observed('overlay', name) ?? { exists: false });
+    const newDisk = disk?.verb === 'rebase' ? undefined : disk;
+    const rebase = disk?.verb === 'rebase' ? disk : undefined;
+    const { applied } = observed;
+    if (!applied) {
+      if (newDisk?.verb === 'create') return act('create', 'missing', 'new instance');
+      if (newDisk) return act('recreate', 'drift', newDisk.reason);
+      return act(live ? 'restart' : 'start', 'drift', rebase?.reason ?? 'no record of its last start');
+    }
+    const { class: cls, patch, fields } = change(applied, spec);
+    const changed = { patch, forced_by: fields };
+    const because = `${fields.join(', ')} changed`;
+    if (newDisk) return act('recreate', 'drift', newDisk.reason, { patch });
+    const hostKey = ctx.observed('keypair', hostKeyName(name))?.publicKey;
+    const projectKey = ctx.observed('keypair', ctx.project.name)?.publicKey;
+    if (
+      hostKey !== applied.hostPublicKey ||
+      (applied.projectPublicKey && projectKey !== applied.projectPublicKey)
+    )
+      return act(
+        'recreate',
+        'key-changed',
+        'a key the guest was given is gone or replaced; it gets new ones',
+        {
+          patch,
+        },
+      );
+    if (cls === 'recreate') return act('recreate', 'changed', because, changed);
+    if (!live)
+      return applied.state === 'running'
+        ? act('start', 'drift', 'QEMU exited', { patch })
+        : act('start', 'requested', 'stopped', { patch });
+    if (cls === 'restart') return act('restart', 'changed', because, changed);
+    if (rebase) return act('restart', 'moved', rebase.reason, { patch });
+    if (deadGuest.has(observed.status ?? ''))
+      return act('restart', 'drift', `guest status is ${observed.status}`, { patch });
+    if (observed.status === 'paused') return act('resume', 'drift', 'paused', { patch });
+    if (cls === 'record') return act('record', 'changed', `${because} (no VM action)`, changed);
+    if (applied.schema_version === 1)
+      return act('record', 'upgraded', 'recorded by holos 0.1; the record is rewritten (no VM action)');
+    return [];
+  },
+
+  execute: {
+    create: startExecutor,
+    recreate: startExecutor,
+    start: startExecutor,
+    restart: startExecutor,
+    resume: async ({ action }, ctx) => {
+      const qmp = await QmpClient.connect(ctx.layout.instance(action.name).qmpSocket, { timeoutMs: 5_000 });
+      try {
+        await qmp.execute('cont');
+      } finally {
+        qmp.close();
+      }
+    },
+    stop: async ({ action, spec, observed }, ctx) => {
+      await stop(ctx.layout.instance(action.name), observed, graceOf(spec, observed), ctx.step);
+    },
+    remove: async ({ action, spec, observed }, ctx) => {
+      const layout = ctx.layout.instance(action.name);
+      if (observed.pid !== undefined) await stop(layout, observed, graceOf(spec, observed), ctx.step);
+      await remove(layout);
+    },
+    record: async ({ action, spec, observed }, ctx) => {
+      await writeRecord(ctx.layout.instance(action.name), {
+        ...observed.applied!,
+        schema_version: 2,
+        spec: normalise(spec!),
+      });
+    },
+  },
+};
+
+/** What a VM needs before it starts: its keys, base image, volumes, disk and seed. */
+function needsOf(spec: InstanceSpec, project: string): string[] {
+  const volumes = Object.values(spec.mounts).flatMap((m) =>
+    m.type === 'volume' ? [`volume:${m.source}`] : [],
+  );
+  return [
+    `keypair:${project}`,
+    `keypair:${hostKeyName(spec.name)}`,
+    ...volumes,
+    `overlay:${spec.name}`,
+    `seed:${spec.name}`,
+  ];
+}
+
+const graceOf = (spec: InstanceSpec | undefined, observed: InstanceObserved) =>
+  spec?.stop_grace_period ?? observed.applied?.spec.stop_grace_period ?? 30_000;
 
 // ---------------------------------------------------------------------------------------------
 // Executors
 
+/**
+ * create, recreate, start, restart: the old QEMU (if any) stops; the instance's parts planned
+ * `during` this action (a new disk, a rebase, a seed) are made while it is down; the new one starts.
+ */
+async function startExecutor(
+  { action, spec, observed }: Parameters<NonNullable<(typeof instance)['execute']['start']>>[0],
+  ctx: Parameters<NonNullable<(typeof instance)['execute']['start']>>[1],
+): Promise<void> {
+  const layout = ctx.layout.instance(action.name);
+  if (observed.pid !== undefined) await stop(layout, observed, graceOf(spec, observed), ctx.step);
+  await ctx.between();
+  const hostKey = await readKeypair({ dir: layout.hostKey });
+  if (!hostKey) throw new Error('its host key is missing');
+  const projectKey = await readKeypair(projectKeySpec(ctx.layout));
+  // A seed deleted since the plan is written again: QEMU needs it to start.
+  const seedFile = (await seedFileOf(layout)) ?? (await writeSeed(ctx.spec('seed', action.name)!));
+  await start({
+    spec: spec!,
+    layout,
+    seedPath: seedFile,
+    volumeFiles: Object.fromEntries(
+      Object.values(spec!.mounts).flatMap((m) =>
+        m.type === 'volume' ? [[m.source, ctx.layout.volume(m.source)]] : [],
+      ),
+    ),
+    accel: await ctx.accel(),
+    qemu: ctx.qemu.system,
+    hostPublicKey: hostKey.publicKey,
+    projectPublicKey: projectKey?.publicKey,
+    previous: observed.applied,
+  });
+}
+
 export interface StartInput {
-  project: ResolvedProject;
-  instance: ResolvedInstance;
   spec: InstanceSpec;
   layout: InstanceLayout;
   seedPath: string;
   volumeFiles: Record<string, string>;
-  accel: Accelerator;
+  accel: AppliedRecord['accel'];
   qemu: string;
   hostPublicKey: string;
+  projectPublicKey?: string;
   previous?: AppliedRecord;
 }
 
 /** A host port: the fixed one if free, else a clear error; an ephemeral one reused when possible. */
-async function hostPort(instance: string, port: PortMapping, previous: number | undefined): Promise<number> {
+async function hostPort(port: PortMapping, previous: number | undefined): Promise<number> {
   if (port.host !== 0) {
     if (await isPortFree(port.host, port.hostIp, port.protocol)) return port.host;
     throw new UserError(
-      `${instance}: host port ${port.hostIp}:${port.host}/${port.protocol} is in use; free it or change ports: in the file`,
+      `host port ${port.hostIp}:${port.host}/${port.protocol} is in use; free it or change ports: in the file`,
     );
   }
   if (previous && (await isPortFree(previous, port.hostIp, port.protocol))) return previous;
@@ -257,15 +419,15 @@ async function hostPort(instance: string, port: PortMapping, previous: number | 
 }
 
 export async function start(input: StartInput): Promise<AppliedRecord> {
-  const { layout, instance, previous } = input;
+  const { layout, spec, previous } = input;
   checkSocketPaths(layout);
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
   const sshPort = previous && (await isPortFree(previous.sshPort)) ? previous.sshPort : await freePort();
   const hostPorts: number[] = [];
-  for (const [i, port] of instance.ports.entries())
-    hostPorts.push(await hostPort(instance.name, port, previous?.hostPorts[i]));
+  for (const [i, port] of Object.values(spec.ports).entries())
+    hostPorts.push(await hostPort(port, previous?.hostPorts[i]));
   let uefiCode: string | undefined;
-  if (input.spec.vm.uefi) {
+  if (spec.vm.uefi) {
     const firmware = requireUefiFirmware();
     uefiCode = firmware.code;
     // The variable store is the instance's own (boot entries live there): copied once, then kept.
@@ -273,7 +435,7 @@ export async function start(input: StartInput): Promise<AppliedRecord> {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     });
   }
-  const args = qemuArgs(input.project, instance, {
+  const args = qemuArgs(spec, {
     accel: input.accel,
     files: { ...layout, seed: input.seedPath },
     sshPort,
@@ -282,24 +444,24 @@ export async function start(input: StartInput): Promise<AppliedRecord> {
     uefiCode,
   });
   await rm(layout.pidFile, { force: true });
-  const pid = await launch(instance.name, input.qemu, args, layout.pidFile, layout.qmpSocket);
+  const pid = await launch(input.qemu, args, layout.pidFile, layout.qmpSocket);
   const record: AppliedRecord = {
-    schema_version: 1,
-    spec: normalise(input.spec),
+    schema_version: 2,
+    spec: normalise(spec),
     state: 'running',
     pid,
     sshPort,
     hostPorts,
     accel: input.accel,
     hostPublicKey: input.hostPublicKey,
+    ...(input.projectPublicKey && { projectPublicKey: input.projectPublicKey }),
     startedAt: new Date().toISOString(),
   };
   await writeRecord(layout, record);
   return record;
 }
 
-export const writeRecord = (layout: InstanceLayout, record: AppliedRecord) =>
-  writeAtomically(layout.applied, `${JSON.stringify(record, null, 2)}\n`);
+export const writeRecord = writeApplied;
 
 /** Stops QEMU gracefully (lifecycle.ts) and records the instance as stopped. */
 export async function stop(

@@ -1,10 +1,12 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
+import type { ResolvedProject } from '../compose/resolve.js';
 import { dirname } from 'node:path';
 import { readQcow2Header } from '../observe/qcow2.js';
 import { identifyFile, type FileIdentity } from '../util/digest.js';
 import { isMissing, readJson, writeAtomically } from '../util/fs.js';
-import type { ImageSpec } from './image.js';
-import type { Action, Target } from './types.js';
+import type { ProjectLayout } from '../state/layout.js';
+import { imageOf, type ImageSpec } from './image.js';
+import type { Change, Kind } from './kind.js';
 
 // The root disk of an instance: a qcow2 overlay on the base image, so the base is shared and
 // never written. Its backing chain is read from the header on every observe. Beside it,
@@ -14,6 +16,7 @@ import type { Action, Target } from './types.js';
 
 export interface OverlaySpec {
   instance: string;
+  service: string;
   path: string;
   base: ImageSpec;
   /** Bytes; undefined keeps the base image's size. */
@@ -36,7 +39,7 @@ export interface OverlayObserved {
   base?: 'same' | 'other';
 }
 
-export async function observe(spec: OverlaySpec): Promise<OverlayObserved> {
+export async function observeOverlay(spec: OverlaySpec): Promise<OverlayObserved> {
   try {
     const header = await readQcow2Header(spec.path);
     if (header?.backingFile === undefined || header.backingFile === spec.base.path)
@@ -65,23 +68,41 @@ async function sameBase(spec: OverlaySpec, was: string): Promise<'same' | 'other
   return current.sha256 === recorded.sha256 ? 'same' : 'other';
 }
 
-/** Drift of the disk itself (missing, or on another base); spec changes are the instance's to judge. */
-export function diff(spec: OverlaySpec, observed: OverlayObserved, target: Target): Action[] {
-  if (target !== 'running') return [];
-  const act = (verb: 'create' | 'recreate' | 'rebase', reason: string): Action[] => [
-    { kind: 'overlay', name: spec.instance, instance: spec.instance, verb, reason },
-  ];
-  if (!observed.exists) return act('create', 'no root disk');
+/**
+ * Drift of the disk itself (missing, on another base, or on the same base moved); whether a
+ * change of the file needs a new disk is the instance's to judge (instance.ts).
+ */
+export function drift(spec: OverlaySpec, observed: OverlayObserved): Change | undefined {
+  const act = (verb: 'create' | 'recreate' | 'rebase', cause: Change['cause'], reason: string): Change => ({
+    kind: 'overlay',
+    name: spec.instance,
+    instance: spec.instance,
+    service: spec.service,
+    verb,
+    cause,
+    reason,
+    needs: [`image:${spec.base.ref}`],
+  });
+  if (!observed.exists) return act('create', 'missing', 'no root disk');
   if (observed.backingFile !== spec.base.path && observed.base === 'same')
-    return act('rebase', `the base image moved from ${observed.backingFile} to ${spec.base.path}; same file`);
+    return act(
+      'rebase',
+      'moved',
+      `the base image moved from ${observed.backingFile} to ${spec.base.path}; same file`,
+    );
   if (observed.backingFile !== spec.base.path)
     return act(
       'recreate',
+      'drift',
       `the root disk is based on ${observed.backingFile ?? 'nothing'}, not ${spec.base.path}`,
     );
   if (observed.backingFormat !== undefined && observed.backingFormat !== spec.base.format)
-    return act('recreate', `the base image format is ${observed.backingFormat}, not ${spec.base.format}`);
-  return [];
+    return act(
+      'recreate',
+      'drift',
+      `the base image format is ${observed.backingFormat}, not ${spec.base.format}`,
+    );
+  return undefined;
 }
 
 /** Makes a fresh overlay, replacing any old one: the instance's root disk starts over. */
@@ -117,3 +138,62 @@ async function recordBase(spec: OverlaySpec): Promise<void> {
   const identity = await identifyFile(spec.base.path, spec.digestCache);
   await writeAtomically(spec.baseRecord, `${JSON.stringify(identity)}\n`);
 }
+
+/** The root disk of each instance, on its service's base image. */
+export function overlaySpecs(project: ResolvedProject, layout: ProjectLayout): Map<string, OverlaySpec> {
+  const services = new Map(project.services.map((s) => [s.name, s]));
+  return new Map(
+    project.instances.map((i) => {
+      const service = services.get(i.service)!;
+      const files = layout.instance(i.name);
+      const spec: OverlaySpec = {
+        instance: i.name,
+        service: i.service,
+        path: files.overlay,
+        base: imageOf(service, layout.stateDir),
+        size: service.spec.vm.disk_size,
+        baseRecord: files.diskBase,
+        digestCache: layout.digestCache,
+      };
+      return [i.name, spec];
+    }),
+  );
+}
+
+export const overlay: Kind<'overlay', OverlaySpec, OverlayObserved> = {
+  kind: 'overlay',
+  part: true,
+  desired: ({ project, layout }) => overlaySpecs(project, layout),
+  observe: (_name, spec) => (spec ? observeOverlay(spec) : Promise.resolve({ exists: false })),
+
+  /**
+   * The disk's own drift, for an instance that is to run; and a new disk for an instance made
+   * again (its seed changed: cloud-init must run on a fresh disk).
+   */
+  diff(name, spec, observed, ctx) {
+    if (!spec || ctx.targetOf(spec.service) !== 'running') return [];
+    if (ctx.existingOnly && !ctx.observed('instance', name)?.applied) return [];
+    const own = drift(spec, observed);
+    const verb = ctx.planned('instance', name)?.verb;
+    if ((verb === 'recreate' || verb === 'create') && (own === undefined || own.verb === 'rebase'))
+      return [
+        {
+          kind: 'overlay',
+          name,
+          instance: name,
+          service: spec.service,
+          verb: 'recreate',
+          cause: 'replaced',
+          reason: 'a new root disk, so cloud-init runs again',
+          needs: [`image:${spec.base.ref}`],
+        },
+      ];
+    return own ? [own] : [];
+  },
+
+  execute: {
+    create: ({ spec }, ctx) => create(spec!, ctx.qemu.img),
+    recreate: ({ spec }, ctx) => create(spec!, ctx.qemu.img),
+    rebase: ({ spec }, ctx) => rebase(spec!, ctx.qemu.img),
+  },
+};

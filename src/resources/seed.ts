@@ -1,74 +1,173 @@
+import { createHash } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { ResolvedProject, ResolvedService, ResolvedInstance } from '../compose/resolve.js';
+import { join } from 'node:path';
+import type { ResolvedInstance, ResolvedProject, ResolvedService } from '../compose/resolve.js';
 import { buildSeedIso, seedHash, type SeedFile } from '../cloudinit/iso.js';
 import { renderSeed, type SeedKeys } from '../cloudinit/render.js';
+import type { InstanceLayout } from '../state/layout.js';
 import { exists, writeAtomically } from '../util/fs.js';
-import type { Action, Target } from './types.js';
+import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
+import type { Kind } from './kind.js';
 
-// The cloud-init NoCloud seed of an instance, named by the hash of its content.
+// The cloud-init NoCloud seed of an instance: `seed-<hash8>.iso`, named by the hash of its
+// content. The content needs the instance's keys, which may not exist when the plan is made (a
+// new instance): then the plan says the seed is to be written, and the writer renders it with
+// the keys that exist by then. The seed's identity, which decides whether the guest must be
+// made again, never depends on the keys or on rendering: it is a hash of the file's inputs.
 
 export interface SeedSpec {
   instance: string;
-  files: SeedFile[];
-  /** Hash of the whole content: names the file. */
-  hash: string;
+  service: string;
+  /** What the seed is rendered from. */
+  project: ResolvedProject;
+  resolvedService: ResolvedService;
+  resolved: ResolvedInstance;
+  /** The key pairs the seed carries: the project's login key and the instance's host key. */
+  keyDirs: { project: string; host: string };
+  layout: InstanceLayout;
   /**
-   * Hash of the content without the /etc/hosts table and the mounts: what the guest's first
-   * boot made of it (see instance.ts). Adding a replica changes every instance's hosts table,
-   * and a mount edit only the QEMU arguments and the fstab lines the guest rewrites each boot
-   * (render.ts, fstabSync); neither needs a new root disk.
+   * What the guest's first boot made of the seed: a hash of its inputs without the /etc/hosts
+   * table, the mounts and the keys. Adding a replica changes every instance's hosts table, and
+   * a mount edit only the QEMU arguments and the fstab lines the guest rewrites each boot
+   * (render.ts, fstabSync); neither needs a new root disk. (A key that changed is the
+   * instance's to judge: instance.ts compares it with the applied record.)
    */
   identity: string;
-  path: string;
+  /** The content and its hash, when the keys exist; undefined until they are made. */
+  files?: SeedFile[];
+  hash?: string;
+  path?: string;
 }
 
 export interface SeedObserved {
+  /** Whether the seed file of the desired content is there (false while its keys are to be made). */
   exists: boolean;
 }
 
 const toFiles = (rendered: Record<string, string>): SeedFile[] =>
   Object.entries(rendered).map(([name, content]) => ({ name, content }));
 
-export function desired(
+/** The identity of a seed: every input of the first boot, and nothing that may change without one. */
+export function seedIdentity(service: ResolvedService, instance: ResolvedInstance): string {
+  const inputs = {
+    instance: instance.name,
+    ip: instance.ip,
+    mac: instance.mac,
+    userMac: instance.userMac,
+    user: service.user,
+    image: { kind: service.image.kind, ref: service.image.kind === 'catalog' ? service.image.ref : '' },
+    cloud_init: service.spec.cloud_init,
+  };
+  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
+}
+
+function rendered(spec: SeedSpec, keys: SeedKeys) {
+  const files = toFiles({ ...renderSeed(spec.project, spec.resolvedService, spec.resolved, keys) });
+  const hash = seedHash(files);
+  return { files, hash, path: spec.layout.seed(hash) };
+}
+
+/** The seed spec of an instance; rendered when both keys are given. */
+export function seedSpec(
   project: ResolvedProject,
   service: ResolvedService,
   instance: ResolvedInstance,
-  keys: SeedKeys,
-  pathFor: (hash: string) => string,
+  layout: InstanceLayout,
+  keyDirs: SeedSpec['keyDirs'],
+  keys?: SeedKeys,
 ): SeedSpec {
-  const files = toFiles({ ...renderSeed(project, service, instance, keys) });
-  const withoutHosts = { ...project, network: { ...project.network, hosts: {} } };
-  const withoutMounts = { ...service, mounts: [] };
-  const identity = seedHash(toFiles({ ...renderSeed(withoutHosts, withoutMounts, instance, keys) }));
-  const hash = seedHash(files);
-  return { instance: instance.name, files, hash, identity, path: pathFor(hash) };
-}
-
-export async function observe(spec: SeedSpec): Promise<SeedObserved> {
-  return {
-    exists: await exists(spec.path),
+  const spec: SeedSpec = {
+    instance: instance.name,
+    service: service.name,
+    project,
+    resolvedService: service,
+    resolved: instance,
+    keyDirs,
+    layout,
+    identity: seedIdentity(service, instance),
   };
+  return keys ? { ...spec, ...rendered(spec, keys) } : spec;
 }
 
-export function diff(spec: SeedSpec, observed: SeedObserved, target: Target): Action[] {
-  if (target !== 'running' || observed.exists) return [];
-  return [
-    {
-      kind: 'seed',
-      name: spec.instance,
-      instance: spec.instance,
-      verb: 'write',
-      reason: `content ${spec.hash.slice(0, 8)}`,
+/**
+ * Writes the seed ISO (as planned, or rendered now when its keys were made after the plan) and
+ * removes the instance's older seeds (QEMU keeps an open one readable). Returns the file's path.
+ */
+export async function write(spec: SeedSpec): Promise<string> {
+  const { files, path } =
+    spec.files && spec.path ? { files: spec.files, path: spec.path } : await renderNow(spec);
+  await writeAtomically(path, buildSeedIso(files), 0o600);
+  for (const name of await readdir(spec.layout.dir))
+    if (/^seed-[0-9a-f]{8}\.iso$/.test(name) && join(spec.layout.dir, name) !== path)
+      await rm(join(spec.layout.dir, name), { force: true });
+  return path;
+}
+
+/** Renders the seed with the keys on disk now (they were made earlier in the apply). */
+async function renderNow(spec: SeedSpec) {
+  const [project, host] = await Promise.all([
+    readKeypair({ dir: spec.keyDirs.project }),
+    readKeypair({ dir: spec.keyDirs.host }),
+  ]);
+  if (!project || !host) throw new Error('its seed needs its keys, and they are missing');
+  return rendered(spec, { projectPublicKey: project.publicKey, hostKey: host });
+}
+
+/** The seed file QEMU is to be given: the one `write` left in the instance's directory. */
+export async function seedFileOf(layout: InstanceLayout): Promise<string | undefined> {
+  const names = await readdir(layout.dir).catch(() => []);
+  const found = names.find((n) => /^seed-[0-9a-f]{8}\.iso$/.test(n));
+  return found && join(layout.dir, found);
+}
+
+export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
+  kind: 'seed',
+  part: true,
+
+  desired({ project, layout, keys }) {
+    const services = new Map(project.services.map((s) => [s.name, s]));
+    const projectKey = projectKeySpec(layout);
+    return new Map(
+      project.instances.map((i) => {
+        const hostKey = keys.hosts[i.name];
+        const keyDirs = { project: projectKey.dir, host: layout.instance(i.name).hostKey };
+        const known = keys.project && hostKey ? { projectPublicKey: keys.project, hostKey } : undefined;
+        return [
+          i.name,
+          seedSpec(project, services.get(i.service)!, i, layout.instance(i.name), keyDirs, known),
+        ];
+      }),
+    );
+  },
+
+  observe: async (_name, spec) => ({ exists: spec?.path !== undefined && (await exists(spec.path)) }),
+
+  diff(name, spec, observed, ctx) {
+    if (!spec || observed.exists || ctx.targetOf(spec.service) !== 'running') return [];
+    if (ctx.existingOnly && !ctx.observed('instance', name)?.applied) return [];
+    // Rewritten while the instance is left as it is, only the seed's hosts table can have moved.
+    const withInstance = ctx.planned('instance', name) !== undefined;
+    return [
+      {
+        kind: 'seed',
+        name,
+        instance: name,
+        service: spec.service,
+        verb: 'write',
+        cause: withInstance ? 'missing' : 'hosts-changed',
+        reason: !withInstance
+          ? 'the hosts table changed; the guest sees it when recreated'
+          : spec.hash
+            ? `content ${spec.hash.slice(0, 8)}`
+            : 'new content, with the keys made in this apply',
+        needs: [`keypair:${ctx.project.name}`, `keypair:${hostKeyName(name)}`],
+      },
+    ];
+  },
+
+  execute: {
+    write: async ({ spec }) => {
+      await write(spec!);
     },
-  ];
-}
-
-/** Writes the seed ISO and removes the instance's older seeds (QEMU keeps an open one readable). */
-export async function write(spec: SeedSpec): Promise<void> {
-  await writeAtomically(spec.path, buildSeedIso(spec.files), 0o600);
-  const dir = dirname(spec.path);
-  for (const name of await readdir(dir))
-    if (/^seed-[0-9a-f]{8}\.iso$/.test(name) && name !== basename(spec.path))
-      await rm(join(dir, name), { force: true });
-}
+  },
+};

@@ -1,6 +1,7 @@
 import type { Healthcheck } from '../compose/schema.js';
 import { formatDuration } from '../compose/units.js';
 import { shellCommand } from '../util/shell.js';
+import { sleep } from '../util/sleep.js';
 import { HostKeyMismatch, runOnce, type SshTarget } from './exec.js';
 
 // Healthchecks run inside the guest over SSH, with docker's semantics: failures during
@@ -50,14 +51,4 @@ export async function waitHealthy(
       );
     await sleep(check.interval, opts.signal);
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(signal.reason as Error);
-    });
-  });
 }

@@ -2,6 +2,7 @@ import { createConnection } from 'node:net';
 import { createHash } from 'node:crypto';
 import type { ClientChannel, PseudoTtyOptions } from 'ssh2';
 import { HostKeyMismatch, connect, publicKeyBlob, type SshClient, type SshTarget } from './exec.js';
+import { sleep } from '../util/sleep.js';
 
 // Streaming sessions over a pinned-key connection (exec.ts): a command whose stdin, stdout,
 // stderr and exit status pass through, or a shell, with or without a pseudo-terminal.
@@ -161,7 +162,7 @@ export async function connectWhenReady(target: SshTarget, options: WaitOptions):
       told = true;
       options.onWait?.();
     }
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await sleep(delay);
     delay = Math.min(delay * 2, 3_200);
   }
 }

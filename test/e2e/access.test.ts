@@ -10,7 +10,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { projectLayout } from '../../src/resources/layout.js';
+import { projectLayout } from '../../src/state/layout.js';
 import { fingerprintOfLine } from '../../src/ssh/session.js';
 import { generateKeyPair } from '../../src/ssh/keys.js';
 import { shellCommand } from '../../src/util/shell.js';

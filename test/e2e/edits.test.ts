@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { link, copyFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Action } from '../../src/resources/types.js';
+import type { Action } from '../../src/resources/kind.js';
 import {
   e2eTest,
   netnsGate,

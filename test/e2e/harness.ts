@@ -20,7 +20,7 @@ import { isOurQemu, readPid } from '../../src/observe/process.js';
 import { escapeOption } from '../../src/qemu/argv.js';
 import { freePort } from '../../src/observe/ports.js';
 import { QmpClient } from '../../src/observe/qmp.js';
-import type { Stamped } from '../../src/reconcile/events.js';
+import type { Stamped } from '../../src/events.js';
 import { execCollect, publicKeyBlob } from '../../src/ssh/exec.js';
 
 // ssh2 is CommonJS: named imports crash at run time.

@@ -41,9 +41,9 @@ import {
   type RunResult,
   type SshClient,
 } from './harness.js';
-import type { Stamped } from '../../src/reconcile/events.js';
-import type { InstanceStatus } from '../../src/reconcile/status.js';
-import type { Action } from '../../src/resources/types.js';
+import type { Stamped } from '../../src/events.js';
+import type { InstanceStatus } from '../../src/access/status.js';
+import type { Action } from '../../src/resources/kind.js';
 
 // This host's KVM hangs guests; the product's probe would find that out too, at a cost.
 process.env.HOLOS_ACCEL ??= 'tcg';

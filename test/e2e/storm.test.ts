@@ -17,8 +17,8 @@ import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { acquireLock } from '../../src/reconcile/lock.js';
-import { projectLayout } from '../../src/resources/layout.js';
+import { acquireLock } from '../../src/state/lock.js';
+import { projectLayout } from '../../src/state/layout.js';
 import {
   heldVmTest,
   killQemusUnder,

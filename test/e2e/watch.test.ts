@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { isOurQemu } from '../../src/observe/process.js';
-import type { Stamped } from '../../src/reconcile/events.js';
+import type { Stamped } from '../../src/events.js';
 import {
   BOOT_TIMEOUT_MS,
   canUseNetns,

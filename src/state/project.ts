@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { networkOf, type Allocation, type ResolvedProject } from '../compose/resolve.js';
-import { projectLayout, type ProjectLayout } from '../resources/layout.js';
+import type { Allocation, ResolvedProject } from '../compose/resolve.js';
+import type { ProjectLayout } from './layout.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 
 // The project record: what must survive between runs and be known without the compose file
@@ -63,25 +63,6 @@ export async function projectsIn(stateDir: string): Promise<string[]> {
   );
   const all = [...(await dirs('instances')), ...(await dirs('volumes')), ...(await dirs('ssh')), ...records];
   return [...new Set(all)].sort();
-}
-
-/** A project known only from the state dir: no services, so every instance on disk is a stray. */
-export function emptyProject(
-  name: string,
-  stateDir: string,
-): { project: ResolvedProject; layout: ProjectLayout } {
-  const project: ResolvedProject = {
-    name,
-    file: '',
-    dir: '',
-    services: [],
-    levels: [],
-    instances: [],
-    volumes: {},
-    network: { ...networkOf(name), hosts: {} },
-    allocation: { instances: {} },
-  };
-  return { project, layout: projectLayout(stateDir, name) };
 }
 
 /**

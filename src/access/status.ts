@@ -1,8 +1,7 @@
-import * as instance from '../resources/instance.js';
 import * as keypair from '../resources/keypair.js';
-import type { ProjectLayout } from '../resources/layout.js';
+import type { ProjectLayout } from '../state/layout.js';
 import { probe } from '../ssh/health.js';
-import { instancesOnDisk } from './observe.js';
+import { inspectProject } from '../state/inspect.js';
 
 // What `ps` shows: every instance on disk, observed now. Read from the state dir alone, so it
 // works without the compose file. `--format json` is a versioned contract.
@@ -30,13 +29,11 @@ export interface InstanceStatus {
 }
 
 export async function projectStatus(layout: ProjectLayout): Promise<InstanceStatus[]> {
-  const key = await keypair.read(keypair.desired(layout));
-  const names = (await instancesOnDisk(layout)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const key = await keypair.read(keypair.projectKeySpec(layout));
+  const states = await inspectProject(layout, { qmp: true });
   return Promise.all(
-    names.map(async (name): Promise<InstanceStatus> => {
-      const seen = await instance.observe(layout.instance(name));
-      const applied = seen.applied;
-      const state = instance.stateOf(seen);
+    states.map(async (seen): Promise<InstanceStatus> => {
+      const { applied, state } = seen;
       const running = seen.pid !== undefined && state === 'running';
       const ports = Object.values(applied?.spec.ports ?? {}).map((p, i) => ({
         host_ip: p.hostIp,
@@ -59,8 +56,8 @@ export async function projectStatus(layout: ProjectLayout): Promise<InstanceStat
       }
       return {
         project: layout.project,
-        service: applied?.spec.service ?? name.replace(/-\d+$/, ''),
-        instance: name,
+        service: seen.service,
+        instance: seen.name,
         state,
         health,
         pid: seen.pid ?? null,

@@ -1,4 +1,4 @@
-import type { Action } from '../resources/types.js';
+import type { Action } from './resources/kind.js';
 
 // Every action emits events; the human renderer and --json both read them (DESIGN.md §5).
 // The JSON form is a contract: fields may be added, never renamed or removed.

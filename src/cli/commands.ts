@@ -1,0 +1,163 @@
+import type { Command } from 'commander';
+import type { GlobalOptions } from './context.js';
+import type { MutateOptions } from './lifecycle.js';
+
+// Every verb, as commander sees it: its arguments, options and help. What a verb does lives in
+// the module of its group (compose.ts, lifecycle.ts, access.ts), loaded only when the verb
+// runs, once: `holos --version`, `--help` and shell completion load none of them.
+
+const compose = () => import('./compose.js');
+const lifecycle = () => import('./lifecycle.js');
+const access = () => import('./access.js');
+
+const mutating = (command: Command) =>
+  command
+    .option('--dry-run', 'print the plan and change nothing')
+    .option('--json', 'print events (or, with --dry-run, the plan) as JSON, one object per line')
+    .option('--no-wait', 'fail at once if another holos is changing this project')
+    .option('--lock-timeout <duration>', 'give up waiting for another holos after this long');
+
+export function registerCommands(program: Command, globals: () => GlobalOptions): void {
+  // Offline: the compose file and the files it names, never the state dir or the network.
+  program
+    .command('validate')
+    .description('check the compose file and list every problem with its file:line:col')
+    .option('-q, --quiet', 'print nothing; the exit status says whether the file is valid')
+    .action(async (options: { quiet?: boolean }) => (await compose()).validate(globals(), options));
+
+  program
+    .command('config')
+    .description('print the project as holos resolves it: defaults filled in, replicas expanded')
+    .option('--format <format>', 'yaml or json', 'yaml')
+    .action(async (options: { format: string }) => (await compose()).config(globals(), options));
+
+  program
+    .command('schema')
+    .description('print the JSON Schema of holos.yaml (for editors and the YAML language server)')
+    .action(async () => (await compose()).schema());
+
+  // The reconciler: each verb names a target per service (reconcile/targets.ts).
+  for (const name of ['up', 'apply'] as const) {
+    mutating(
+      program
+        .command(name)
+        .description(
+          name === 'up'
+            ? 'create and start every VM of the project, changing only what differs from the file'
+            : 'the same as up: converge the host to the file',
+        )
+        .option('--timeout <duration>', 'give up waiting for healthchecks after this long')
+        .option(
+          '--take-over',
+          "manage the project from this file although another compose file made it (its VMs, disks and volumes become this file's)",
+        ),
+    ).action(async (options: MutateOptions) => (await lifecycle()).mutate(globals(), name, [], options));
+  }
+
+  mutating(
+    program
+      .command('start')
+      .argument('[service...]', 'services to start (default: all)')
+      .description('start stopped VMs of existing instances; others are left alone'),
+  ).action(async (named: string[], options: MutateOptions) =>
+    (await lifecycle()).mutate(globals(), 'start', named, options),
+  );
+
+  mutating(
+    program
+      .command('stop')
+      .argument('[service...]', 'services to stop (default: all)')
+      .description('stop VMs gracefully (ACPI, then SIGTERM after stop_grace_period); disks are kept'),
+  ).action(async (named: string[], options: MutateOptions) =>
+    (await lifecycle()).mutate(globals(), 'stop', named, options),
+  );
+
+  mutating(
+    program
+      .command('down')
+      .argument('[project]', 'a project in the state dir (default: the one of the compose file)')
+      .option('-v, --volumes', "also delete the project's named volumes and keys: nothing of it is left")
+      .description('stop and remove every VM of the project; named volumes and keys stay'),
+  ).action(async (project: string | undefined, options: MutateOptions) =>
+    (await lifecycle()).mutate(globals(), 'down', [], options, project),
+  );
+
+  program
+    .command('plan')
+    .description('print what up would do, and change nothing')
+    .option('--json', 'the plan as JSON')
+    .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes')
+    .action(async (options: { json?: boolean; detailedExitcode?: boolean }) =>
+      (await lifecycle()).plan(globals(), options),
+    );
+
+  program
+    .command('watch')
+    .argument('[service...]', 'services to keep converged (default: the whole project)')
+    .description(
+      'converge, then keep converging when the file changes or a VM stops; Ctrl-C leaves the VMs running',
+    )
+    .option('--resync <duration>', 'also converge this often, whatever happens', '30s')
+    .option('--json', 'print events as JSON, one object per line')
+    .action(async (named: string[], options: { resync: string; json?: boolean }) =>
+      (await lifecycle()).watchVerb(globals(), named, options),
+    );
+
+  program
+    .command('ps')
+    .description(
+      'list the VMs of the project (of every project with --all, or when there is no compose file)',
+    )
+    .option('-a, --all', 'every project in the state dir')
+    .option('--format <format>', 'table or json', 'table')
+    .action(async (options: { all?: boolean; format: string }) => (await lifecycle()).ps(globals(), options));
+
+  // Getting into VMs: they read the state dir and touch no VM's state.
+  program
+    .command('exec')
+    .description(
+      'run a command in an instance over SSH (no command: an interactive shell); its output and exit status pass through',
+    )
+    .argument('<instance>', 'an instance (web-0), or a service for its replica 0')
+    .argument(
+      '[command...]',
+      'the command and its arguments, after -- (each word is passed as it is, not through a shell)',
+    )
+    .option('-u, --user <user>', "login user (default: the service's cloud_init user, else the image's)")
+    .option('-w, --wait <duration>', 'wait this long for sshd (0: do not wait)', '60s')
+    .option('-t, --tty', 'give the command a pseudo-terminal (a shell gets one whenever stdin is a terminal)')
+    .showHelpAfterError('(put the command after --, as in: holos exec web-0 -- ls -la)')
+    .action(
+      async (name: string, command: string[], options: { user?: string; wait: string; tty?: boolean }) =>
+        (await access()).exec(globals(), name, command, options),
+    );
+
+  program
+    .command('console')
+    .description("attach to an instance's serial console; Ctrl-] detaches and leaves the VM running")
+    .argument('<instance>', 'an instance (web-0), or a service for its replica 0')
+    .action(async (name: string) => (await access()).console(globals(), name));
+
+  program
+    .command('logs')
+    .description(
+      "print the serial console logs of services' replicas or of instances, each line prefixed with its instance",
+    )
+    .argument('[name...]', 'services (all their replicas) or instances (default: every instance)')
+    .option('-f, --follow', 'keep printing new output, across reboots and new replicas, until Ctrl-C')
+    .option('-n, --tail <lines>', 'only the last lines of each log (a number, or all)', 'all')
+    .option(
+      '-t, --timestamps',
+      'with -f, prefix each new line with the time it arrived (the log itself has no times)',
+    )
+    .action(async (names: string[], options: { follow?: boolean; tail: string; timestamps?: boolean }) =>
+      (await access()).logs(globals(), names, options),
+    );
+
+  program
+    .command('ssh-config')
+    .description(
+      "print an OpenSSH Host block per instance (for ~/.ssh/config: ssh web-0, scp, editors' remote-SSH); writes the known_hosts file it names",
+    )
+    .action(async () => (await access()).sshConfig(globals()));
+}

@@ -1,0 +1,31 @@
+import type { Accelerator } from '../qemu/argv.js';
+import type { InstanceSpec } from '../resources/instance.js';
+import { readJson, writeAtomically } from '../util/fs.js';
+import type { InstanceLayout } from './layout.js';
+
+// The applied record of an instance (`applied.json`): what holos last started it with, so that
+// a diff against the file says what an edit costs, and the facts QEMU was given (ports, keys).
+
+export interface AppliedRecord {
+  /**
+   * 2 since the seed's identity is computed from its inputs. A record of 1 was written by
+   * holos 0.1, whose `spec.seed` was a hash of the rendered seed: see instance.ts.
+   */
+  schema_version: 1 | 2;
+  spec: InstanceSpec;
+  state: 'running' | 'stopped';
+  pid?: number;
+  sshPort: number;
+  /** Host port of each entry of spec.ports, in order (ephemeral ones as chosen). */
+  hostPorts: number[];
+  accel: Accelerator;
+  hostPublicKey: string;
+  /** The project's login key the guest was given (absent in records of holos 0.1). */
+  projectPublicKey?: string;
+  startedAt?: string;
+}
+
+export const readApplied = (layout: InstanceLayout) => readJson<AppliedRecord>(layout.applied);
+
+export const writeApplied = (layout: InstanceLayout, record: AppliedRecord) =>
+  writeAtomically(layout.applied, `${JSON.stringify(record, null, 2)}\n`);
