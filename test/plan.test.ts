@@ -94,6 +94,7 @@ function freshHost(wanted: Desired): Observed {
     volume: Object.fromEntries(wanted.volumes.map((v) => [v.name, { exists: false }])),
     overlay: perInstance(wanted, () => ({ exists: false })),
     seed: perInstance(wanted, () => ({ exists: false })),
+    nvram: Object.fromEntries([...wanted.specs.nvram.keys()].map((n) => [n, { exists: false }])),
     instance: perInstance(wanted, () => ({})),
   };
 }
@@ -126,6 +127,7 @@ function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
     }),
     // The seed file is named by its content hash: it exists only if the content is the same.
     seed: perInstance(wanted, (d) => ({ exists: made(d)?.seed.path === d.seed.path })),
+    nvram: Object.fromEntries([...wanted.specs.nvram.keys()].map((n) => [n, { exists: was.has(n) }])),
     instance: {
       ...perInstance(wanted, (d) => {
         const old = made(d);
@@ -689,6 +691,12 @@ test('a service deleted from the file: its instances are removed (the last row o
 // instance's disk and seed during its action, web behind db's health gate, teardown reversed.
 
 const scenarios: Record<string, () => Plan> = {
+  'a UEFI instance: its variable store is a part, made during its create': () => {
+    const desired = composeFile(
+      'name: fw\nservices:\n  app:\n    image: ./base.qcow2\n    vm: { uefi: true }\n',
+    )();
+    return plan(desired, freshHost(desired), up(desired));
+  },
   'a fresh project': () => {
     const desired = composeFile(shop)();
     return plan(desired, freshHost(desired), up(desired));
@@ -737,6 +745,14 @@ const scenarios: Record<string, () => Plan> = {
 };
 
 const goldenGraphs: Record<string, string[]> = {
+  'a UEFI instance: its variable store is a part, made during its create': [
+    '[] -> keypair:fw generate (missing)',
+    '[] -> keypair:app-0 host key generate (missing)',
+    '[] -> overlay:app-0 create (missing) {during instance:app-0}',
+    '[keypair:app-0 host key, keypair:fw] -> seed:app-0 write (missing) {during instance:app-0}',
+    '[] -> nvram:app-0 create (missing) {during instance:app-0}',
+    '[keypair:app-0 host key, keypair:fw] -> instance:app-0 create (missing)',
+  ],
   'a fresh project': [
     '[] -> keypair:shop generate (missing)',
     '[] -> volume:data create (missing)',

@@ -40,8 +40,14 @@ export interface Plan {
 const bringUp = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart', 'resume']);
 const teardown = new Set<Action['verb']>(['stop', 'remove']);
 const startsVm = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart']);
-/** Within one instance: its key, its disk, its seed, then the instance itself. */
-const partOrder = ['keypair', 'overlay', 'seed', 'instance'];
+/** Within one instance: its key, its parts (disk, seed, …) in registry order, then the instance itself. */
+const partOrder: string[] = [
+  ...Object.values(kinds).flatMap((k) =>
+    (k as { part?: boolean }).part || k.kind === 'instance' ? [] : [k.kind],
+  ),
+  ...Object.values(kinds).flatMap((k) => ((k as { part?: boolean }).part ? [k.kind] : [])),
+  'instance',
+];
 
 function diffAll(desired: Desired, observed: Observed, targets: Targets): Change[] {
   const planned = new Map<string, Change>();

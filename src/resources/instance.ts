@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { createHash } from 'node:crypto';
 import type {
@@ -426,15 +425,8 @@ export async function start(input: StartInput): Promise<AppliedRecord> {
   const hostPorts: number[] = [];
   for (const [i, port] of Object.values(spec.ports).entries())
     hostPorts.push(await hostPort(port, previous?.hostPorts[i]));
-  let uefiCode: string | undefined;
-  if (spec.vm.uefi) {
-    const firmware = requireUefiFirmware();
-    uefiCode = firmware.code;
-    // The variable store is the instance's own (boot entries live there): copied once, then kept.
-    await copyFile(firmware.vars, layout.uefiVars, constants.COPYFILE_EXCL).catch((error: unknown) => {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    });
-  }
+  // The variable store is the instance's own part (nvram.ts); the code is OVMF's, read-only.
+  const uefiCode = spec.vm.uefi ? requireUefiFirmware().code : undefined;
   const args = qemuArgs(spec, {
     accel: input.accel,
     files: { ...layout, seed: input.seedPath },

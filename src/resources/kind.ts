@@ -14,7 +14,7 @@ import type { ProjectLayout } from '../state/layout.js';
 /** What a verb asks for, per service. */
 export type Target = 'running' | 'stopped' | 'absent';
 
-export type ResourceKind = 'keypair' | 'image' | 'volume' | 'overlay' | 'seed' | 'instance';
+export type ResourceKind = 'keypair' | 'image' | 'volume' | 'overlay' | 'seed' | 'nvram' | 'instance';
 
 export type Verb =
   | 'generate'

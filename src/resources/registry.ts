@@ -1,6 +1,7 @@
 import { image } from './image.js';
 import { instance } from './instance.js';
 import { keypair } from './keypair.js';
+import { nvram } from './nvram.js';
 import { overlay } from './overlay.js';
 import { seed } from './seed.js';
 import { volume } from './volume.js';
@@ -10,6 +11,6 @@ import { volume } from './volume.js';
  * changes planned for the kinds before it (an instance's disk and seed follow what the
  * instance will do). Adding a kind: its module, and a line here.
  */
-export const kinds = { keypair, image, volume, instance, overlay, seed } as const;
+export const kinds = { keypair, image, volume, instance, overlay, seed, nvram } as const;
 
 export type AnyKind = (typeof kinds)[keyof typeof kinds];

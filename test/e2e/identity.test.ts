@@ -136,7 +136,7 @@ services:
     replicas: 2
     depends_on: [db]
     stop_grace_period: 1s
-    vm: { memory_mb: 128, extra_args: [-S] }
+    vm: { memory_mb: 128, uefi: true, extra_args: [-S] }
 volumes:
   data: { size: 16M }
 `,
@@ -167,6 +167,11 @@ volumes:
         planned.gates.map((g) => g.id),
         ['health:db'],
       );
+      // web boots UEFI: each replica got its own variable store, a part made during its create.
+      for (const name of ['web-0', 'web-1']) {
+        assert.equal(planned.actions.find((a) => a.id === `nvram:${name}`)?.during, `instance:${name}`);
+        assert.ok(existsSync(join(proj.stateDir, 'instances', 'same', name, 'uefi-vars.fd')), name);
+      }
       assert.equal((await holos('down', '-v')).code, 0);
       assert.deepEqual(qemusUnder(proj.stateDir), []);
     });
