@@ -2,6 +2,7 @@ import * as keypair from '../resources/keypair.js';
 import type { ProjectLayout } from '../state/layout.js';
 import { probe } from '../ssh/health.js';
 import { inspectProject } from '../state/inspect.js';
+import { sshTargetOf } from '../state/records.js';
 
 // What `ps` shows: every instance on disk, observed now. Read from the state dir alone, so it
 // works without the compose file. `--format json` is a versioned contract.
@@ -44,13 +45,8 @@ export async function projectStatus(layout: ProjectLayout): Promise<InstanceStat
       let health = '';
       const check = applied?.spec.healthcheck;
       if (running && check && key) {
-        const target = {
-          port: applied.sshPort,
-          username: applied.spec.user,
-          privateKey: key.privateKey,
-          hostPublicKey: applied.hostPublicKey,
-        };
-        health = (await probe(target, check).catch(() => ({ healthy: false }))).healthy
+        health = (await probe(sshTargetOf(applied, key.privateKey), check).catch(() => ({ healthy: false })))
+          .healthy
           ? 'healthy'
           : 'unhealthy';
       }

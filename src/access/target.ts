@@ -6,7 +6,7 @@ import type { SshTarget } from '../ssh/exec.js';
 import { inspect, inspectProject, type InstanceState } from '../state/inspect.js';
 import { projectLayout, type ProjectLayout } from '../state/layout.js';
 import { projectsIn } from '../state/project.js';
-import type { AppliedRecord } from '../state/records.js';
+import { sshTargetOf as targetOfRecord, type AppliedRecord } from '../state/records.js';
 
 // Which project and which instance a command of exec, console, logs and ssh-config means.
 // The project comes from the compose file (or -p alone, from the state dir); the instances
@@ -121,12 +121,7 @@ export async function sshTargetOf(
     throw new UserError(
       `no SSH key for project ${project.name} in ${project.layout.sshDir}; holos up makes it`,
     );
-  return {
-    port: applied.sshPort,
-    username: user ?? applied.spec.user,
-    privateKey: key.privateKey,
-    hostPublicKey: applied.hostPublicKey,
-  };
+  return targetOfRecord(applied, key.privateKey, user);
 }
 
 /** The named instance (or service's replica 0), which must be running, and its applied record. */

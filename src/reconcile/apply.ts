@@ -8,6 +8,7 @@ import type { Action, ExecContext, Executor } from '../resources/kind.js';
 import { kinds } from '../resources/registry.js';
 import { waitHealthy } from '../ssh/health.js';
 import { inspect } from '../state/inspect.js';
+import { sshTargetOf } from '../state/records.js';
 import type { Desired } from './desired.js';
 import type { Emit } from '../events.js';
 import type { Observed } from './observe.js';
@@ -189,14 +190,8 @@ async function healthGate(service: string, ctx: ApplyContext): Promise<void> {
         if (!applied || pid === undefined) throw new Error(`${name} is not running`);
         const started = Date.now();
         ctx.emit({ type: 'health', phase: 'waiting', service, instance: name });
-        const target = {
-          port: applied.sshPort,
-          username: applied.spec.user,
-          privateKey: projectKey.privateKey,
-          hostPublicKey: applied.hostPublicKey,
-        };
         try {
-          await waitHealthy(target, check, {
+          await waitHealthy(sshTargetOf(applied, projectKey.privateKey), check, {
             signal: ctx.signal,
             onProbe: (result) =>
               ctx.emit({

@@ -1,5 +1,6 @@
 import type { Accelerator } from '../qemu/argv.js';
 import type { InstanceSpec } from '../resources/instance.js';
+import type { SshTarget } from '../ssh/exec.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 import type { InstanceLayout } from './layout.js';
 
@@ -29,3 +30,11 @@ export const readApplied = (layout: InstanceLayout) => readJson<AppliedRecord>(l
 
 export const writeApplied = (layout: InstanceLayout, record: AppliedRecord) =>
   writeAtomically(layout.applied, `${JSON.stringify(record, null, 2)}\n`);
+
+/** Where and how to SSH into the instance a record describes: its forwarded port, the pinned host key. */
+export const sshTargetOf = (applied: AppliedRecord, privateKey: string, user?: string): SshTarget => ({
+  port: applied.sshPort,
+  username: user ?? applied.spec.user,
+  privateKey,
+  hostPublicKey: applied.hostPublicKey,
+});
