@@ -1,6 +1,6 @@
 import type { Action } from './resources/kind.js';
 
-// Every action emits events; the human renderer and --json both read them (DESIGN.md §5).
+// Every action emits events; the human renderer and --json both read them (DESIGN.md §6).
 // The JSON form is a contract: fields may be added, never renamed or removed.
 
 export type HolosEvent =

@@ -13,7 +13,7 @@ import type { Emit } from '../events.js';
 import { Backoff, Coalescer } from './queue.js';
 import { targetsFor } from './targets.js';
 
-// watch: the pipeline in a loop, level-triggered (DESIGN.md §6). A trigger never says what to
+// watch: the pipeline in a loop, level-triggered (DESIGN.md §7). A trigger never says what to
 // do, only that something may have changed: every pass observes everything, plans, applies.
 
 export interface WatchOptions {

@@ -2,7 +2,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import type { InstanceFiles } from '../qemu/argv.js';
 
-// Where everything of a project lives under the state dir (DESIGN.md §7). Pure: paths only.
+// Where everything of a project lives under the state dir (DESIGN.md §8). Pure: paths only.
 
 export interface InstanceLayout extends Omit<InstanceFiles, 'seed'> {
   dir: string;
