@@ -613,53 +613,31 @@ test("the README's change table is what the planner does, field by field", async
         .filter((d) => d.service.name === edit.service)
         .map((d) => d.resolved.name);
       const disks = result.actions.filter((a) => a.kind === 'overlay').map((a) => `${a.verb} ${a.name}`);
-      switch (expect) {
-        case 'recreate':
-          assert.deepEqual(
-            verbs,
-            names.map((n) => `recreate ${n}`),
-          );
-          assert.deepEqual(
-            disks,
-            names.map((n) => `recreate ${n}`),
-          );
-          break;
-        case 'rebase':
-          assert.deepEqual(
-            verbs,
-            names.map((n) => `restart ${n}`),
-          );
-          assert.deepEqual(
-            disks,
-            names.map((n) => `rebase ${n}`),
-          );
-          break;
-        case 'restart':
-          assert.deepEqual(
-            verbs,
-            names.map((n) => `restart ${n}`),
-          );
-          assert.deepEqual(disks, [], 'the root disk is kept');
-          break;
-        case 'record':
-          assert.deepEqual(
-            verbs,
-            names.map((n) => `record ${n}`),
-          );
-          assert.deepEqual(disks, []);
-          break;
-        case 'replicas': {
-          const was = [...byName(before).values()].filter((d) => d.service.name === edit.service).length;
-          assert.deepEqual(
-            verbs,
-            names.length > was
-              ? [`create ${edit.service}-${was}`]
-              : [`remove ${edit.service}-${names.length}`],
-          );
-          break;
-        }
-        default:
-          assert.fail(`no check for ${expect}`);
+      if (expect === 'replicas') {
+        const was = [...byName(before).values()].filter((d) => d.service.name === edit.service).length;
+        assert.deepEqual(
+          verbs,
+          names.length > was ? [`create ${edit.service}-${was}`] : [`remove ${edit.service}-${names.length}`],
+        );
+      } else {
+        // What each row means for every instance of the service: its action, and its disk's.
+        const [vm, disk] = {
+          recreate: ['recreate', 'recreate'],
+          rebase: ['restart', 'rebase'],
+          restart: ['restart', undefined],
+          record: ['record', undefined],
+          removed: [undefined, undefined],
+        }[expect];
+        assert.ok(vm, `no check for ${expect}`);
+        assert.deepEqual(
+          verbs,
+          names.map((n) => `${vm} ${n}`),
+        );
+        assert.deepEqual(
+          disks,
+          disk ? names.map((n) => `${disk} ${n}`) : [],
+          disk ? 'a new disk' : 'the root disk is kept',
+        );
       }
       // Whatever the row, nothing of another service is touched beyond its hosts table.
       for (const action of result.actions.filter((a) => a.service !== edit.service))
