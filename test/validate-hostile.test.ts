@@ -162,9 +162,14 @@ test('control and bidi characters in keys and values are escaped', () => {
   );
   assert.deepEqual(
     found.map((line) => line.split(': ').slice(0, 2).join(': ')),
-    ['2:3: services.ev\\x1b[31mil\\u202e', '5:12: services.web.image'],
+    ['2:3: services."ev\\x1b[31mil\\u202e"', '5:12: services.web.image'],
   );
   assert.match(found[1]!, /unknown image "a\\tb\\ud800"/);
+  // A key that is not a plain name is quoted in the path: its spaces cannot pass for the message.
+  onlyProblem(
+    `${head}  " my web":\n    image: ./base.qcow2\n`,
+    /^4:3: services\." my web": a service name must/,
+  );
 });
 
 test('long values are cut to a prefix and their length; no line is long', () => {

@@ -95,13 +95,15 @@ export function printable(message: string): string {
   return `${escaped.slice(0, end)}… (${escaped.length} characters)`;
 }
 
-/** `services.web.ports[0]`: the path as users read it, each key escaped and cut when long. */
+/**
+ * `services.web.ports[0]`: the path as users read it. A key that is not a plain name (spaces, a
+ * dot, a control character, a megabyte) is quoted, escaped and cut as quote() does.
+ */
 export function formatPath(path: Path): string {
   return path
     .map((segment, i) => {
       if (typeof segment === 'number') return `[${segment}]`;
-      const { shown, length } = shorten(segment);
-      const key = length === undefined ? shown : `${shown}…`;
+      const key = /^[\w-]+$/.test(segment) && segment.length <= maxValueLength ? segment : quote(segment);
       return i === 0 ? key : `.${key}`;
     })
     .join('');
