@@ -42,8 +42,11 @@ function onlyProblem(content: string | Buffer, pattern: RegExp, limits?: Partial
 }
 
 test('a file over maxBytes is refused before it is parsed', () => {
+  const pad = (bytes: number) => `${head}x-pad: "${'a'.repeat(bytes - head.length - 10)}"\n`;
+  assert.equal(Buffer.byteLength(pad(defaultLimits.maxBytes)), defaultLimits.maxBytes);
+  accepted(pad(defaultLimits.maxBytes));
   onlyProblem(
-    `${head}x-pad: "${'a'.repeat(defaultLimits.maxBytes)}"\n`,
+    pad(defaultLimits.maxBytes + 1),
     /^ the file is larger than 1048576 bytes, the most a compose file may have; is this the right file\?$/,
   );
 });

@@ -139,14 +139,18 @@ function readAtMost(file: string, limit: number): Buffer {
     throw cannotRead(file, error);
   }
   try {
-    const buffer = Buffer.alloc(limit + 1);
+    // In chunks, not one buffer of the limit: a pipe has no size to ask for, and a raised limit
+    // (the benchmarks use 1 GiB) must not allocate it.
+    const chunks: Buffer[] = [];
     let length = 0;
-    while (length < buffer.length) {
-      const read = readSync(fd, buffer, length, buffer.length - length, null);
+    while (length <= limit) {
+      const chunk = Buffer.allocUnsafe(Math.min(2 ** 16, limit + 1 - length));
+      const read = readSync(fd, chunk, 0, chunk.length, null);
       if (read === 0) break;
+      chunks.push(chunk.subarray(0, read));
       length += read;
     }
-    return buffer.subarray(0, length);
+    return Buffer.concat(chunks, length);
   } catch (error) {
     throw cannotRead(file, error);
   } finally {
