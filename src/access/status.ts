@@ -1,6 +1,5 @@
 import * as keypair from '../resources/keypair.js';
 import type { ProjectLayout } from '../state/layout.js';
-import { probe } from '../ssh/health.js';
 import { inspectProject } from '../state/inspect.js';
 import { sshTargetOf } from '../state/records.js';
 
@@ -45,6 +44,8 @@ export async function projectStatus(layout: ProjectLayout): Promise<InstanceStat
       let health = '';
       const check = applied?.spec.healthcheck;
       if (running && check && key) {
+        // ssh2 loads only when a probe runs: ps and up without healthchecks never need it.
+        const { probe } = await import('../ssh/health.js');
         health = (await probe(sshTargetOf(applied, key.privateKey), check).catch(() => ({ healthy: false })))
           .healthy
           ? 'healthy'

@@ -9,6 +9,7 @@ import type { MutateOptions } from './lifecycle.js';
 const compose = () => import('./compose.js');
 const lifecycle = () => import('./lifecycle.js');
 const access = () => import('./access.js');
+const watching = () => import('./watch.js');
 
 const mutating = (command: Command) =>
   command
@@ -100,7 +101,7 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     .option('--resync <duration>', 'also converge this often, whatever happens', '30s')
     .option('--json', 'print events as JSON, one object per line')
     .action(async (named: string[], options: { resync: string; json?: boolean }) =>
-      (await lifecycle()).watchVerb(globals(), named, options),
+      (await watching()).watchVerb(globals(), named, options),
     );
 
   program

@@ -4,14 +4,13 @@ import { UserError } from '../errors.js';
 import { converge, planSession } from '../reconcile/converge.js';
 import { emptyProject, openLoaded, openProject, type Session } from '../session.js';
 import { stamp, type Emit } from '../events.js';
-import { projectStatus, type InstanceStatus } from '../access/status.js';
+import { projectStatus } from '../access/status.js';
 import { targetsFor, type LifecycleVerb } from '../reconcile/targets.js';
-import { watch } from '../reconcile/watch.js';
 import { projectLayout, type ProjectLayout } from '../state/layout.js';
 import { acquireLock } from '../state/lock.js';
 import { forgetProject, projectsIn } from '../state/project.js';
 import { createLogger, stateDirOf, type GlobalOptions } from './context.js';
-import { eventPrinter, formatPlan, planJson, table, uptime } from './output.js';
+import { eventPrinter, formatPlan, planJson, statusTable } from './output.js';
 
 // The reconciler's verbs. Each asks targetsFor for what it wants of each service; the pipeline
 // (reconcile/converge.ts) does the rest.
@@ -26,7 +25,7 @@ export interface MutateOptions {
   volumes?: boolean;
 }
 
-function durationOption(text: string | undefined, flag: string): number | undefined {
+export function durationOption(text: string | undefined, flag: string): number | undefined {
   if (text === undefined) return undefined;
   const ms = parseDuration(text);
   if (typeof ms === 'string') throw new UserError(`${flag} ${text}: ${ms}`);
@@ -34,7 +33,7 @@ function durationOption(text: string | undefined, flag: string): number | undefi
 }
 
 /** Services named on the command line, checked against the file. */
-function checkServices(all: readonly string[], named: readonly string[]): void {
+export function checkServices(all: readonly string[], named: readonly string[]): void {
   const unknown = named.filter((n) => !all.includes(n));
   if (unknown.length > 0)
     throw new UserError(`no service ${unknown.join(', ')} in the file; services: ${all.join(', ')}`);
@@ -149,36 +148,6 @@ export async function plan(globals: GlobalOptions, options: { json?: boolean; de
   if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
 }
 
-function statusTable(rows: InstanceStatus[], withProject: boolean): string {
-  if (rows.length === 0) return 'no instances';
-  const head = [
-    ...(withProject ? ['PROJECT'] : []),
-    'SERVICE',
-    'INSTANCE',
-    'STATE',
-    'HEALTH',
-    'IP',
-    'UPTIME',
-    'PORTS',
-  ];
-  return table([
-    head,
-    ...rows.map((r) => [
-      ...(withProject ? [r.project] : []),
-      r.service,
-      r.instance,
-      r.state,
-      r.health || '-',
-      r.ip ?? '-',
-      uptime(r.started_at ?? undefined) || '-',
-      [
-        ...(r.ssh_port ? [`127.0.0.1:${r.ssh_port}->22/tcp`] : []),
-        ...r.ports.map((p) => `${p.host_ip}:${p.host_port}->${p.guest_port}/${p.protocol}`),
-      ].join(', ') || '-',
-    ]),
-  ]);
-}
-
 export async function ps(g: GlobalOptions, options: { all?: boolean; format: string }): Promise<void> {
   if (options.format !== 'table' && options.format !== 'json')
     throw new UserError(`--format ${options.format}: use table or json`);
@@ -204,44 +173,4 @@ export async function ps(g: GlobalOptions, options: { all?: boolean; format: str
   const rows = (await Promise.all(projects.map((p) => projectStatus(projectLayout(stateDir, p))))).flat();
   if (options.format === 'json') console.log(JSON.stringify({ schema_version: 1, instances: rows }));
   else console.log(statusTable(rows, projects.length > 1 || options.all === true));
-}
-
-export async function watchVerb(
-  g: GlobalOptions,
-  named: string[],
-  options: { resync: string; json?: boolean },
-): Promise<void> {
-  const stateDir = stateDirOf(g);
-  const where = { cwd: process.cwd(), file: g.file, projectName: g.projectName };
-  const { project } = await openProject(stateDir, where);
-  checkServices(
-    project.services.map((s) => s.name),
-    named,
-  );
-  const resyncMs = durationOption(options.resync, '--resync')!;
-  const logger = await createLogger(g);
-  const print = eventPrinter(options.json ?? false);
-  const controller = new AbortController();
-  const stop = () => {
-    if (!options.json) console.error('watch: stopping after the action in flight; the VMs keep running');
-    controller.abort();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  await watch({
-    stateDir,
-    ...where,
-    services: named,
-    resyncMs,
-    signal: controller.signal,
-    healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
-    emit: (event) => {
-      logger?.info(stamp(event), event.type);
-      print(event);
-    },
-    warn: (message) => {
-      logger?.warn(message);
-      print({ type: 'warning', message });
-    },
-  });
 }

@@ -3,6 +3,7 @@ import type { Plan } from '../reconcile/plan.js';
 import type { HolosEvent } from '../events.js';
 import { stamp } from '../events.js';
 import type { Action } from '../resources/kind.js';
+import type { InstanceStatus } from '../access/status.js';
 import { formatDuration } from '../compose/units.js';
 
 // Human output: plans, progress lines and tables. --json output goes through `stamp`.
@@ -135,3 +136,34 @@ export function eventPrinter(json: boolean): (event: HolosEvent) => void {
 
 export const uptime = (since: string | undefined) =>
   since ? formatDuration(Math.floor((Date.now() - Date.parse(since)) / 1000) * 1000) : '';
+
+/** The status table of `ps` and of `up`, compose style. */
+export function statusTable(rows: InstanceStatus[], withProject: boolean): string {
+  if (rows.length === 0) return 'no instances';
+  const head = [
+    ...(withProject ? ['PROJECT'] : []),
+    'SERVICE',
+    'INSTANCE',
+    'STATE',
+    'HEALTH',
+    'IP',
+    'UPTIME',
+    'PORTS',
+  ];
+  return table([
+    head,
+    ...rows.map((r) => [
+      ...(withProject ? [r.project] : []),
+      r.service,
+      r.instance,
+      r.state,
+      r.health || '-',
+      r.ip ?? '-',
+      uptime(r.started_at ?? undefined) || '-',
+      [
+        ...(r.ssh_port ? [`127.0.0.1:${r.ssh_port}->22/tcp`] : []),
+        ...r.ports.map((p) => `${p.host_ip}:${p.host_port}->${p.guest_port}/${p.protocol}`),
+      ].join(', ') || '-',
+    ]),
+  ]);
+}

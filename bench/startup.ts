@@ -1,0 +1,56 @@
+// How long a verb takes as a whole command, start-up included, on a project without VMs: the
+// cost of node, module loading and the verb's own work. Given several checkouts (each built),
+// it runs them in turn, A B A B …, so a drifting machine moves every column alike.
+//
+//   node --import tsx bench/startup.ts [runs] [checkout …]     (default: 15 runs, this checkout)
+
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+const runs = Number(process.argv[2] ?? 15);
+const checkouts = process.argv.slice(3).map((dir) => resolve(dir));
+if (checkouts.length === 0) checkouts.push(resolve(import.meta.dirname, '..'));
+
+const root = mkdtempSync(join(tmpdir(), 'holos-startup-'));
+const stateDir = join(root, 'state');
+execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(root, 'base.qcow2'), '16M']);
+writeFileSync(
+  join(root, 'holos.yaml'),
+  'name: startup\nservices:\n  db:\n    image: ./base.qcow2\n  web:\n    image: ./base.qcow2\n    replicas: 3\n    depends_on: [db]\n',
+);
+
+const verbs: [string, string[]][] = [
+  ['node -e 0', []],
+  ['--version', ['--version']],
+  ['validate', ['validate']],
+  ['ps', ['ps']],
+  ['plan', ['plan']],
+];
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const time = (args: string[]) => {
+  const started = performance.now();
+  execFileSync(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, HOLOS_STATE_DIR: stateDir },
+    stdio: 'ignore',
+  });
+  return performance.now() - started;
+};
+
+try {
+  console.log(`median of ${runs} runs, ms (${checkouts.join(' | ')})`);
+  for (const [name, args] of verbs) {
+    const samples = checkouts.map((): number[] => []);
+    for (let i = 0; i < runs; i++)
+      checkouts.forEach((dir, c) =>
+        samples[c]!.push(time(name === 'node -e 0' ? ['-e', '0'] : [join(dir, 'dist', 'cli.js'), ...args])),
+      );
+    console.log(`${name.padEnd(10)} ${samples.map((s) => median(s).toFixed(0).padStart(6)).join(' ')}`);
+  }
+} finally {
+  rmSync(root, { recursive: true, force: true });
+}
