@@ -79,7 +79,7 @@ function projectName(compose: { name?: string }, dir: string, override?: string)
   if (override !== undefined) {
     if (dnsLabel.test(override)) return override;
     throw new UserError(
-      `-p ${override}: a project name must be a DNS label (lowercase letters, digits and "-")`,
+      printable(`-p ${override}: a project name must be a DNS label (lowercase letters, digits and "-")`),
     );
   }
   if (compose.name) return compose.name;
