@@ -105,14 +105,23 @@ export function renderMetaData(instance: ResolvedInstance): string {
 }
 
 /** /etc/hosts: every instance by name, and every service by the name of its replica 0. */
-export function renderHosts(project: ResolvedProject, instance: ResolvedInstance): string {
+/** The hosts lines of a project's table, in numeric IP order: the same for all its instances. */
+const hostsLines = new WeakMap<Record<string, string>, string[]>();
+
+function linesOf(hosts: Record<string, string>): string[] {
+  let lines = hostsLines.get(hosts);
+  if (lines) return lines;
   const namesByIp = new Map<string, string[]>();
-  for (const [name, ip] of Object.entries(project.network.hosts))
-    namesByIp.set(ip, [...(namesByIp.get(ip) ?? []), name]);
-  const ipOrder = (ip: string) => Number(ip.split('.').pop());
-  const lines = [...namesByIp]
-    .sort(([a], [b]) => ipOrder(a) - ipOrder(b))
-    .map(([ip, names]) => `${ip} ${names.sort().join(' ')}`);
+  for (const [name, ip] of Object.entries(hosts)) namesByIp.set(ip, [...(namesByIp.get(ip) ?? []), name]);
+  lines = [...namesByIp]
+    .map(([ip, names]) => ({ ip, names, order: Number(ip.split('.').pop()) }))
+    .sort((a, b) => a.order - b.order)
+    .map(({ ip, names }) => `${ip} ${names.sort().join(' ')}`);
+  hostsLines.set(hosts, lines);
+  return lines;
+}
+
+export function renderHosts(project: ResolvedProject, instance: ResolvedInstance): string {
   return [
     '127.0.0.1 localhost',
     `127.0.1.1 ${instance.name}`,
@@ -120,7 +129,7 @@ export function renderHosts(project: ResolvedProject, instance: ResolvedInstance
     'ff02::1 ip6-allnodes',
     'ff02::2 ip6-allrouters',
     '',
-    ...lines,
+    ...linesOf(project.network.hosts),
     '',
   ].join('\n');
 }

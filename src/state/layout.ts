@@ -48,6 +48,7 @@ export function projectLayout(relativeOrAbsolute: string, project: string): Proj
   const stateDir = resolve(relativeOrAbsolute);
   const dir = join(stateDir, 'instances', project);
   const volumesDir = join(stateDir, 'volumes', project);
+  const instances = new Map<string, InstanceLayout>();
   return {
     stateDir,
     project,
@@ -59,7 +60,12 @@ export function projectLayout(relativeOrAbsolute: string, project: string): Proj
     volumesDir,
     volume: (name) => join(volumesDir, `${name}.qcow2`),
     digestCache: join(stateDir, 'images', 'digests.json'),
-    instance: (name) => instanceLayout(join(dir, name)),
+    instance: (name) => {
+      // Asked for by every kind of every instance: made once per name.
+      let layout = instances.get(name);
+      if (!layout) instances.set(name, (layout = instanceLayout(join(dir, name))));
+      return layout;
+    },
   };
 }
 
