@@ -92,3 +92,15 @@ test('mount targets that are fine: "..." and "..x" names, ".", spaces, backslash
   for (const target of ['/a/.../b', '/a/..x', '/./data', '/data/', '/my data', '/back\\slash', '/données/😀'])
     assert.equal((parseMount(`data:${target}`) as { target: string }).target, target, target);
 });
+
+test('a port of hundreds of digits is out of range, said with its text cut, never "Infinity"', () => {
+  assert.equal(
+    parsePort(`${'9'.repeat(400)}:80`),
+    'host port 999999999999… (400 digits) is out of range 0-65535',
+  );
+  assert.equal(
+    parsePort(`8080:${'1'.repeat(20)}`),
+    'guest port 111111111111… (20 digits) is out of range 1-65535',
+  );
+  assert.deepEqual(parsePort('000080:80'), { hostIp: '127.0.0.1', host: 80, guest: 80, protocol: 'tcp' });
+});

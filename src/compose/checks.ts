@@ -67,15 +67,21 @@ function checkDockerfile(name: string, service: Service, input: CheckInput): Iss
   ];
 }
 
-function checkDependencies(name: string, service: Service, input: CheckInput): Issue[] {
+/** `a, b, c` of at most `most` names, then `…`: a hint never lists a whole huge file. */
+const someOf = (names: readonly string[], most = 20) =>
+  names.length > most ? `${names.slice(0, most).join(', ')}, …` : names.join(', ');
+
+function checkDependencies(
+  name: string,
+  service: Service,
+  input: CheckInput & { serviceSet: ReadonlySet<string> },
+): Issue[] {
   return service.depends_on.flatMap((target, i) => {
     const path = ['services', name, 'depends_on', i];
     if (target === name) return [at(path, 'a service cannot depend on itself; remove this entry')];
-    if (input.serviceNames.includes(target)) return [];
+    if (input.serviceSet.has(target)) return [];
     const guess = closest(target, input.serviceNames);
-    const hint = guess
-      ? `did you mean "${guess}"?`
-      : `services in this file: ${input.serviceNames.join(', ')}`;
+    const hint = guess ? `did you mean "${guess}"?` : `services in this file: ${someOf(input.serviceNames)}`;
     return [at(path, `unknown service "${target}"; ${hint}`)];
   });
 }
@@ -96,8 +102,12 @@ function checkCycles(input: CheckInput): Issue[] {
   ];
 }
 
-function checkMounts(name: string, service: Service, input: CheckInput): Issue[] {
-  const declared = [...input.volumeNames];
+function checkMounts(
+  name: string,
+  service: Service,
+  input: CheckInput,
+  declared: readonly string[],
+): Issue[] {
   const targets = new Set<string>();
   const volumes = new Set<string>();
   return service.volumes.flatMap((mount, i) => {
@@ -170,7 +180,8 @@ const clashes = (a: PortClaim, b: PortClaim) =>
 /** Host ports of every replica, checked against each other across the whole project. */
 function checkPorts(input: CheckInput): Issue[] {
   const issues: Issue[] = [];
-  const claims: PortClaim[] = [];
+  // By protocol and port: a claim is compared with the few on the same port, not with all.
+  const claims = new Map<string, PortClaim[]>();
   for (const [name, service] of input.services) {
     service.ports.forEach((port, i) => {
       const path = ['services', name, 'ports', i];
@@ -193,7 +204,8 @@ function checkPorts(input: CheckInput): Issue[] {
           owner: formatPath(path),
         };
         if (service.replicas > 1) claim.owner += ` (replica ${replica})`;
-        const other = claims.find((c) => clashes(c, claim));
+        const samePort = claims.get(`${claim.protocol}:${claim.port}`) ?? [];
+        const other = samePort.find((c) => clashes(c, claim));
         if (other) {
           issues.push(
             at(
@@ -203,7 +215,8 @@ function checkPorts(input: CheckInput): Issue[] {
           );
           return;
         }
-        claims.push(claim);
+        samePort.push(claim);
+        claims.set(`${claim.protocol}:${claim.port}`, samePort);
       }
     });
   }
@@ -241,12 +254,14 @@ function checkInstanceCount(input: CheckInput): Issue[] {
   ];
 }
 
-export function crossChecks(input: CheckInput): Issue[] {
+export function crossChecks(given: CheckInput): Issue[] {
+  const input = { ...given, serviceSet: new Set(given.serviceNames) };
+  const declared = [...input.volumeNames];
   const perService = [...input.services].flatMap(([name, service]) => [
     ...checkImage(name, service, input),
     ...checkDockerfile(name, service, input),
     ...checkDependencies(name, service, input),
-    ...checkMounts(name, service, input),
+    ...checkMounts(name, service, input, declared),
   ]);
   return [
     ...perService,

@@ -15,7 +15,9 @@ const portFormats = '"8080:80", "80", "127.0.0.1:8080:80", optionally with /tcp 
 function portNumber(text: string, what: string, min: number): number | string {
   if (!/^\d+$/.test(text)) return `${what} "${text}" is not a number; use ${portFormats}`;
   const port = Number(text);
-  if (port < min || port > 65535) return `${what} ${port} is out of range ${min}-65535`;
+  // The text, not the number: a 400-digit port would read "Infinity".
+  if (text.replace(/^0+(?=\d)/, '').length > 5 || port < min || port > 65535)
+    return `${what} ${text.length > 12 ? `${text.slice(0, 12)}… (${text.length} digits)` : text} is out of range ${min}-65535`;
   return port;
 }
 
