@@ -31,8 +31,6 @@ holos up
 holos ps
 holos exec web -w 5m -- sh -c 'cloud-init status --wait >/dev/null; getent hosts db; cat /srv/index.html'
 # The server starts as cloud-init finishes; QEMU's port forward accepts (and drops) connections
-# before it listens, so the request is retried for a while.
-# The server starts as cloud-init finishes; QEMU's port forward accepts (and drops) connections
 # before it listens, so the request is retried for a minute. The interval keeps node alive
 # while undici waits on a dropped connection.
 ip netns exec "$ns" node -e '
