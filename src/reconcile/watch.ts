@@ -7,7 +7,9 @@ import type { ProjectLayout } from '../state/layout.js';
 import { acquireLock } from '../state/lock.js';
 import { readProjectRecord } from '../state/project.js';
 import type { ApplyResult } from './apply.js';
-import { openProject, type Session } from '../session.js';
+import { loadCompose, type LoadedCompose } from '../compose/load.js';
+import { openLoaded, type Session } from '../session.js';
+import { projectLayout } from '../state/layout.js';
 import { ApplyFailed, converge, type Planned } from './converge.js';
 import type { Emit } from '../events.js';
 import { Backoff, Coalescer } from './queue.js';
@@ -93,8 +95,10 @@ function watchedPaths(session: Session): string[] {
 export async function watch(opts: WatchOptions): Promise<void> {
   const { emit } = opts;
   const backoff = new Backoff();
-  const first = await openProject(opts.stateDir, opts);
-  let lastGood: Session | undefined = first;
+  let lastGood: LoadedCompose = loadCompose(opts);
+  /** The project as the last pass opened it (whose VMs it follows); the first is opened now. */
+  let current: Session = await openLoaded(opts.stateDir, lastGood);
+  const first = current;
   const files = watchFiles(watchedPaths(first), {
     ignoreInitial: true,
     awaitWriteFinish: { stabilityThreshold: 150, pollInterval: 50 },
@@ -124,11 +128,12 @@ export async function watch(opts: WatchOptions): Promise<void> {
     }
   };
 
-  const load = async (): Promise<Session | undefined> => {
+  /** The file as it is now, or the last one that was valid (an invalid edit changes nothing). */
+  const load = (): LoadedCompose => {
     try {
-      lastGood = await openProject(opts.stateDir, opts);
+      lastGood = loadCompose(opts);
     } catch (error) {
-      if (!(error instanceof ComposeProblems) || !lastGood) throw error;
+      if (!(error instanceof ComposeProblems)) throw error;
       emit({ type: 'invalid', problems: error.problems });
     }
     return lastGood;
@@ -138,15 +143,16 @@ export async function watch(opts: WatchOptions): Promise<void> {
     if (opts.signal.aborted) return;
     told.clear();
     try {
-      const session = await load();
-      if (!session) return;
-      files.add(watchedPaths(session));
-      const lock = await acquireLock(session.layout.lock, session.project.name, {
+      const loaded = load();
+      const lock = await acquireLock(projectLayout(opts.stateDir, loaded.project).lock, loaded.project, {
         onWait: (pid) =>
           emit({ type: 'waiting', message: `watch: waiting for holos (pid ${pid}) to finish` }),
       });
       try {
         // The record is read under the lock, so a `holos stop` that just finished is seen.
+        const session = await openLoaded(opts.stateDir, loaded);
+        current = session;
+        files.add(watchedPaths(session));
         const stopped = (await readProjectRecord(session.layout))?.stopped ?? [];
         const services = session.project.services.map((s) => s.name);
         const targets = targetsFor('watch', services, { named: opts.services, stopped });
@@ -177,8 +183,8 @@ export async function watch(opts: WatchOptions): Promise<void> {
       if (opts.signal.aborted) return;
       emit({ type: 'error', message: (error as Error).message });
     } finally {
-      if (lastGood && !opts.signal.aborted) {
-        const added = await vms.sync(lastGood.layout).catch(() => []);
+      if (!opts.signal.aborted) {
+        const added = await vms.sync(current.layout).catch(() => []);
         if (added.length > 0) emit({ type: 'watching', instances: added });
       }
       const wake = backoff.nextWakeMs();
