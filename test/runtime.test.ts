@@ -24,6 +24,7 @@ import { plan, type Plan } from '../src/reconcile/plan.js';
 import type { ImageSpec } from '../src/resources/image.js';
 import * as instance from '../src/resources/instance.js';
 import * as keypair from '../src/resources/keypair.js';
+import { inspect } from '../src/state/inspect.js';
 import { projectLayout, type InstanceLayout } from '../src/state/layout.js';
 import type { DiffContext, Target } from '../src/resources/kind.js';
 import * as overlay from '../src/resources/overlay.js';
@@ -243,13 +244,13 @@ test('instance.observe(): a live QEMU has a pid and a QMP status; a dead or fore
   const live = await instance.observe(files);
   assert.equal(live.pid, pid);
   assert.ok(live.status === 'prelaunch' || live.status === 'paused', live.status);
-  assert.equal(instance.stateOf(live), live.status);
+  assert.equal((await inspect('vm', files, { qmp: true })).state, live.status);
 
   await killQemu(pid, files.qmpSocket);
   while (await isOurQemu(pid, files.qmpSocket)) await new Promise((resolve) => setTimeout(resolve, 20));
   const dead = await instance.observe(files);
   assert.equal(dead.pid, undefined);
-  assert.equal(instance.stateOf(dead), 'absent');
+  assert.equal((await inspect('vm', files)).state, 'absent');
 
   // A pid file naming a live process that is not this instance's QEMU (a reused pid).
   writeFileSync(files.pidFile, `${process.pid}\n`);
@@ -281,7 +282,7 @@ test('instance.stop(): stops a live QEMU and records the instance as stopped', a
   assert.equal(stopped.pid, undefined);
   const { pid: _pid, ...withoutPid } = record;
   assert.deepEqual(stopped.applied, { ...withoutPid, state: 'stopped' });
-  assert.equal(instance.stateOf(stopped), 'stopped');
+  assert.equal((await inspect('vm', files)).state, 'stopped');
 });
 
 test('overlay.create and overlay.observe agree with qemu-img, also when disk_size grows the disk', async (t) => {

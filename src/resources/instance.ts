@@ -1,6 +1,5 @@
 import { mkdir, rm } from 'node:fs/promises';
 import jsonpatch, { type Operation } from 'fast-json-patch';
-import { createHash } from 'node:crypto';
 import type {
   ResolvedInstance,
   ResolvedMount,
@@ -105,13 +104,6 @@ export interface InstanceObserved {
   applied?: AppliedRecord;
 }
 
-/** A state word for people and for ps: the QMP status of a live VM, else what the record says. */
-export function stateOf(observed: InstanceObserved): string {
-  if (observed.pid !== undefined) return observed.status ?? 'running';
-  if (!observed.applied) return 'absent';
-  return observed.applied.state === 'running' ? 'exited' : 'stopped';
-}
-
 const keyed = <T>(items: readonly T[], key: (item: T) => string): Record<string, T> =>
   Object.fromEntries(items.map((item) => [key(item), item]));
 
@@ -148,12 +140,6 @@ export function instanceSpec(
 
 /** JSON only: drops undefined fields so a spec read back from applied.json compares equal. */
 export const normalise = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
-
-export const specHash = (spec: InstanceSpec) =>
-  createHash('sha256')
-    .update(JSON.stringify(normalise(spec)))
-    .digest('hex')
-    .slice(0, 16);
 
 /** The instance's process and record (state/inspect.ts), with QEMU asked for its run state. */
 export async function observe(layout: InstanceLayout, name = ''): Promise<InstanceObserved> {
