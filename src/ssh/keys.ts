@@ -24,9 +24,22 @@ const DIR_MODE = 0o700;
 const PRIVATE_MODE = 0o600;
 const PUBLIC_MODE = 0o644;
 
+/**
+ * A new ed25519 pair. ssh2's generator strips the leading zero bytes of the public key, so one
+ * pair in 256 (its key starts with 0x00) comes out malformed: no client can use it, and a
+ * guest given it as its host key could never be reached (mscdex/ssh2#1390, #1513). Such a pair
+ * is made again until it parses.
+ */
 export function generateKeyPair(comment: string): KeyPair {
-  const pair = utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: ensureNewline(pair.private), publicKey: pair.public.trim() };
+  for (;;) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    const keys = { privateKey: ensureNewline(pair.private), publicKey: pair.public.trim() };
+    if (
+      !(utils.parseKey(keys.privateKey) instanceof Error) &&
+      !(utils.parseKey(keys.publicKey) instanceof Error)
+    )
+      return keys;
+  }
 }
 
 /**
