@@ -35,7 +35,16 @@ export function connect(target: SshTarget): Promise<SshClient> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     let mismatch: Buffer | undefined;
-    client.on('ready', () => resolve(client));
+    let ready = false;
+    client.on('ready', () => {
+      ready = true;
+      resolve(client);
+    });
+    // A server that accepts and then hangs up (QEMU's port forward, before sshd listens) may end
+    // the connection with no error: without this the promise would never settle.
+    client.on('close', () => {
+      if (!ready) reject(new Error('the connection closed before SSH was ready'));
+    });
     client.on('error', (error) => {
       client.end();
       reject(
