@@ -77,7 +77,6 @@ function overlaySpec(instance: string, base: ImageSpec, size?: number): OverlayS
 /** A diff context where every service has `target` and nothing else is planned. */
 const targetOnly = (target: Target): DiffContext => ({
   targetOf: () => target,
-  existingOnly: false,
   removeVolumes: false,
   project: undefined as never,
   spec: () => undefined,

@@ -52,8 +52,11 @@ const partOrder: string[] = [
 function diffAll(desired: Desired, observed: Observed, targets: Targets): Change[] {
   const planned = new Map<string, Change>();
   const ctx: DiffContext = {
-    targetOf: (service) => (service === undefined ? undefined : targets.services[service]),
-    existingOnly: targets.existingOnly ?? false,
+    targetOf: (service, instance) =>
+      service === undefined ||
+      (instance !== undefined && targets.existingOnly && !observed.instance[instance]?.applied)
+        ? undefined
+        : targets.services[service],
     removeVolumes: targets.removeVolumes ?? false,
     ...(targets.strays && { strays: targets.strays }),
     project: desired.project,

@@ -240,8 +240,8 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
       if (ctx.strays === 'stopped' && live) return act('stop', 'requested', 'stop requested');
       return [];
     }
-    const target = ctx.targetOf(spec.service);
-    if (!target || (ctx.existingOnly && !observed.applied)) return [];
+    const target = ctx.targetOf(spec.service, name);
+    if (!target) return [];
     if (target === 'absent') {
       // An up that failed before QEMU started still left the directory (key, disk, seed).
       const leftBehind =

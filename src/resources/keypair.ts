@@ -72,8 +72,7 @@ export const keypair: Kind<'keypair', KeypairSpec, KeypairObserved> = {
     if (!spec || observed.publicKey) return [];
     // The project key is needed as soon as any service runs; a host key when its service does.
     const needed = spec.service
-      ? ctx.targetOf(spec.service) === 'running' &&
-        !(ctx.existingOnly && !ctx.observed('instance', spec.instance!)?.applied)
+      ? ctx.targetOf(spec.service, spec.instance) === 'running'
       : ctx.project.services.some((s) => ctx.targetOf(s.name) === 'running' && s.spec.replicas > 0);
     if (!needed) return [];
     return [

@@ -115,10 +115,12 @@ export interface Keys {
 
 /** Pure lookups a diff may make into the other kinds' specs and observations. */
 export interface DiffContext {
-  /** The target of a service (undefined: the verb leaves it alone). */
-  targetOf(service: string | undefined): Target | undefined;
-  /** Whether the verb keeps existing instances only (`start`). */
-  existingOnly: boolean;
+  /**
+   * The target of a service (undefined: the verb leaves it alone). Given one of its instances,
+   * also undefined when the verb acts on existing instances only (`start`) and this one was
+   * never started: nothing of it is made.
+   */
+  targetOf(service: string | undefined, instance?: string): Target | undefined;
   /** `down --volumes`. */
   removeVolumes: boolean;
   /** The target of instances on the host that the file does not name (undefined: left alone). */

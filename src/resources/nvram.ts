@@ -38,8 +38,7 @@ export const nvram: Kind<'nvram', NvramSpec, NvramObserved> = {
   observe: async (_name, spec) => ({ exists: spec !== undefined && (await exists(spec.path)) }),
 
   diff(name, spec, observed, ctx) {
-    if (!spec || observed.exists || ctx.targetOf(spec.service) !== 'running') return [];
-    if (ctx.existingOnly && !ctx.observed('instance', name)?.applied) return [];
+    if (!spec || observed.exists || ctx.targetOf(spec.service, name) !== 'running') return [];
     return [
       {
         kind: 'nvram',

@@ -171,8 +171,7 @@ export const overlay: Kind<'overlay', OverlaySpec, OverlayObserved> = {
    * again (its seed changed: cloud-init must run on a fresh disk).
    */
   diff(name, spec, observed, ctx) {
-    if (!spec || ctx.targetOf(spec.service) !== 'running') return [];
-    if (ctx.existingOnly && !ctx.observed('instance', name)?.applied) return [];
+    if (!spec || ctx.targetOf(spec.service, name) !== 'running') return [];
     const own = drift(spec, observed);
     const verb = ctx.planned('instance', name)?.verb;
     if ((verb === 'recreate' || verb === 'create') && (own === undefined || own.verb === 'rebase'))

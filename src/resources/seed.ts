@@ -143,8 +143,7 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
   observe: async (_name, spec) => ({ exists: spec?.path !== undefined && (await exists(spec.path)) }),
 
   diff(name, spec, observed, ctx) {
-    if (!spec || observed.exists || ctx.targetOf(spec.service) !== 'running') return [];
-    if (ctx.existingOnly && !ctx.observed('instance', name)?.applied) return [];
+    if (!spec || observed.exists || ctx.targetOf(spec.service, name) !== 'running') return [];
     // Rewritten while the instance is left as it is, only the seed's hosts table can have moved.
     const withInstance = ctx.planned('instance', name) !== undefined;
     return [
