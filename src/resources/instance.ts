@@ -19,7 +19,7 @@ import { checkSocketPaths, type InstanceLayout } from '../state/layout.js';
 import { writeApplied, type AppliedRecord } from '../state/records.js';
 import { imageOf } from './image.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
-import type { Action, Change, Kind } from './kind.js';
+import type { Action, Change, ExecContext, ExecInput, Kind } from './kind.js';
 import { drift } from './overlay.js';
 import { seedFileOf, seedIdentity, write as writeSeed } from './seed.js';
 
@@ -351,8 +351,8 @@ const graceOf = (spec: InstanceSpec | undefined, observed: InstanceObserved) =>
  * `during` this action (a new disk, a rebase, a seed) are made while it is down; the new one starts.
  */
 async function startExecutor(
-  { action, spec, observed }: Parameters<NonNullable<(typeof instance)['execute']['start']>>[0],
-  ctx: Parameters<NonNullable<(typeof instance)['execute']['start']>>[1],
+  { action, spec, observed }: ExecInput<InstanceSpec, InstanceObserved>,
+  ctx: ExecContext,
 ): Promise<void> {
   const layout = ctx.layout.instance(action.name);
   if (observed.pid !== undefined) await stop(layout, observed, graceOf(spec, observed), ctx.step);

@@ -44,6 +44,9 @@ export interface SeedObserved {
   exists: boolean;
 }
 
+/** The name of a seed file (state/layout.ts: `seed-<hash8>.iso`). */
+const seedFile = /^seed-[0-9a-f]{8}\.iso$/;
+
 const toFiles = (rendered: Record<string, string>): SeedFile[] =>
   Object.entries(rendered).map(([name, content]) => ({ name, content }));
 
@@ -98,7 +101,7 @@ export async function write(spec: SeedSpec): Promise<string> {
     spec.files && spec.path ? { files: spec.files, path: spec.path } : await renderNow(spec);
   await writeAtomically(path, buildSeedIso(files), 0o600);
   for (const name of await readdir(spec.layout.dir))
-    if (/^seed-[0-9a-f]{8}\.iso$/.test(name) && join(spec.layout.dir, name) !== path)
+    if (seedFile.test(name) && join(spec.layout.dir, name) !== path)
       await rm(join(spec.layout.dir, name), { force: true });
   return path;
 }
@@ -116,7 +119,7 @@ async function renderNow(spec: SeedSpec) {
 /** The seed file QEMU is to be given: the one `write` left in the instance's directory. */
 export async function seedFileOf(layout: InstanceLayout): Promise<string | undefined> {
   const names = await readdir(layout.dir).catch(() => []);
-  const found = names.find((n) => /^seed-[0-9a-f]{8}\.iso$/.test(n));
+  const found = names.find((n) => seedFile.test(n));
   return found && join(layout.dir, found);
 }
 
