@@ -5,6 +5,7 @@ import type {
   ResolvedProject,
   ResolvedService,
 } from '../compose/resolve.js';
+import { findCatalogImage } from '../images/catalog.js';
 import { shellQuote } from '../util/shell.js';
 
 // The NoCloud seed of one instance, rendered from the resolved project. Pure: keys come in
@@ -196,7 +197,8 @@ export function renderUserData(
   keys: SeedKeys,
 ): string {
   const init = service.spec.cloud_init;
-  const openrc = service.image.kind === 'catalog' && service.image.ref.startsWith('alpine');
+  const found = service.image.kind === 'catalog' ? findCatalogImage(service.image.ref) : undefined;
+  const openrc = typeof found === 'object' && found.image.os === 'openrc';
   const config = {
     hostname: instance.name,
     manage_etc_hosts: false,

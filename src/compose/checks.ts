@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { findCatalogImage, isLocalImage } from '../images/catalog.js';
+import { findCatalogImage, isLocalImage, isUrlImage } from '../images/catalog.js';
 import { startLevels } from './graph.js';
 import { closest, formatPath, type Issue } from './issues.js';
 import type { Service } from './schema.js';
@@ -41,6 +41,7 @@ function checkImage(name: string, service: Service, input: CheckInput): Issue[] 
       ),
     ];
   }
+  if (isUrlImage(service.image)) return [];
   if (!isLocalImage(service.image)) {
     const found = findCatalogImage(service.image);
     return typeof found === 'string' ? [at([...path, 'image'], found)] : [];

@@ -92,18 +92,18 @@ function resolveImage(service: Service, dir: string): ImageRef {
       format: service.image_format ?? (ref.endsWith('.raw') ? 'raw' : 'qcow2'),
     };
   }
-  const entry = findCatalogImage(ref);
+  const found = findCatalogImage(ref);
   return {
     ref,
     kind: 'catalog',
-    format: service.image_format ?? (typeof entry === 'string' ? 'qcow2' : entry.format),
+    format: service.image_format ?? (typeof found === 'string' ? 'qcow2' : found.image.format),
   };
 }
 
 function loginUser(service: Service): string {
   if (service.cloud_init.user) return service.cloud_init.user;
-  const entry = service.image && !isLocalImage(service.image) ? findCatalogImage(service.image) : undefined;
-  return typeof entry === 'object' ? entry.user : 'ubuntu';
+  const found = service.image && !isLocalImage(service.image) ? findCatalogImage(service.image) : undefined;
+  return typeof found === 'object' ? found.image.user : 'ubuntu';
 }
 
 function resolveService(name: string, spec: Service, dir: string): ResolvedService {
