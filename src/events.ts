@@ -22,6 +22,21 @@ export type HolosEvent =
       duration_ms?: number;
     }
   | { type: 'waiting'; message: string }
+  /** `holos pull`: an image is in the cache (downloaded now, or already there). */
+  | { type: 'pulled'; image: string; path: string; downloaded: boolean; digest?: string; size: number }
+  /** An image download's progress: at most every 200 ms, and once with `done`. */
+  | {
+      type: 'download';
+      image: string;
+      url: string;
+      received: number;
+      total?: number;
+      /** Bytes that were there from an interrupted download (resumed with a Range request). */
+      resumed_from: number;
+      /** Since this download started (a resumed one counts from where it resumed). */
+      elapsed_ms: number;
+      done: boolean;
+    }
   /** Something the user should know that changes nothing by itself (KVM unusable, a project adopted). */
   | { type: 'warning'; message: string }
   /** watch: why a pass starts, a file that does not validate, an instance held back, a failed pass. */

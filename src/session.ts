@@ -3,6 +3,7 @@ import { networkOf, resolveProject, type ResolvedProject } from './compose/resol
 import { checkIdentity, compareFiles } from './state/identity.js';
 import { projectLayout, type ProjectLayout } from './state/layout.js';
 import { readProjectRecord } from './state/project.js';
+import { readImageLock, type ImageLock } from './images/lockfile.js';
 
 // The project a verb acts on: the compose file, loaded and resolved against the project's
 // record in the state dir (the file it belongs to, the addresses handed out before), or a
@@ -11,6 +12,10 @@ import { readProjectRecord } from './state/project.js';
 export interface Session {
   project: ResolvedProject;
   layout: ProjectLayout;
+  /** The version of each image the project's disks were made on (by source key). */
+  imagePins: Record<string, string>;
+  /** holos.images.lock beside the compose file. */
+  imageLock?: ImageLock;
   /** Said once to the user: the project was adopted from a file that moved, or taken over. */
   notice?: string;
 }
@@ -36,7 +41,14 @@ export async function openLoaded(
   const layout = projectLayout(stateDir, loaded.project);
   const previous = await readProjectRecord(layout);
   const notice = checkIdentity(previous, loaded.file, { takeOver: options.takeOver, compare: compareFiles });
-  return { project: resolveProject(loaded, previous?.allocation), layout, ...(notice && { notice }) };
+  const imageLock = await readImageLock(loaded.dir);
+  return {
+    project: resolveProject(loaded, previous?.allocation),
+    layout,
+    imagePins: previous?.images ?? {},
+    ...(imageLock && { imageLock }),
+    ...(notice && { notice }),
+  };
 }
 
 /** Loads and resolves the compose file, keeping the addresses handed out before. */
@@ -57,5 +69,5 @@ export function emptyProject(name: string, stateDir: string): Session {
     network: { ...networkOf(name), hosts: {} },
     allocation: { instances: {} },
   };
-  return { project, layout: projectLayout(stateDir, name) };
+  return { project, layout: projectLayout(stateDir, name), imagePins: {} };
 }

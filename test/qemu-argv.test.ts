@@ -1,11 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { resolveProject } from '../src/compose/resolve.js';
+import { resolveProject, type ResolvedService } from '../src/compose/resolve.js';
 import { qemuArgs, type LaunchFacts } from '../src/qemu/argv.js';
 import { classOfField, classOfPath, instanceSpec, type InstanceSpec } from '../src/resources/instance.js';
 import { loadText } from './support/compose.js';
 
 const wd = '/state/instances/demo/web-1';
+/** The base image does not reach QEMU's command line (the overlay names it): any path will do. */
+const baseOf = (service: ResolvedService) => ({
+  path: service.image.path ?? '/state/images/base.qcow2',
+  format: service.image.format,
+});
+
 const facts: LaunchFacts = {
   accel: { kind: 'kvm', hostCpu: 'host' },
   files: {
@@ -43,7 +49,7 @@ function argsFor(text: string, instance: string, override: Partial<LaunchFacts> 
   const project = resolveProject(loadText(text));
   const found = project.instances.find((i) => i.name === instance)!;
   const service = project.services.find((s) => s.name === found.service)!;
-  const spec = instanceSpec(project, service, found, '/state');
+  const spec = instanceSpec(project, service, found, baseOf(service));
   return { args: qemuArgs(spec, { ...facts, ...override }), project, instance: found };
 }
 
@@ -186,7 +192,7 @@ test('every spec field the QEMU command line reads has a class that restarts or 
       project,
       project.services.find((s) => s.name === found.service)!,
       found,
-      '/state',
+      baseOf(project.services.find((s) => s.name === found.service)!),
     );
     const paths = readPaths(spec, (_, proxy) => qemuArgs(proxy, facts));
     assert.ok(paths.has('vm.memory_mb') && paths.has('network.group'), [...paths].join(' '));

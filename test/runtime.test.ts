@@ -82,6 +82,8 @@ const targetOnly = (target: Target): DiffContext => ({
   spec: () => undefined,
   observed: () => undefined,
   planned: () => undefined,
+  pullPolicy: 'missing',
+  notice: () => undefined,
 });
 
 /** The overlay kind's diff of a disk, in the fields these tests check. */
@@ -162,7 +164,7 @@ const MiB = 2 ** 20;
 function baseImage(name: string, format: 'qcow2' | 'raw', size = 64 * MiB): ImageSpec {
   const path = join(stateDir, name);
   qemuImg('create', '-q', '-f', format, path, String(size));
-  return { ref: `./${name}`, path, format };
+  return { name: `./${name}`, path, format, services: [] };
 }
 
 test('launch() returns the pid of the daemonized QEMU, and it is ours', async (t) => {

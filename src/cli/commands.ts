@@ -10,6 +10,7 @@ const compose = () => import('./compose.js');
 const lifecycle = () => import('./lifecycle.js');
 const access = () => import('./access.js');
 const watching = () => import('./watch.js');
+const imaging = () => import('./images.js');
 
 const mutating = (command: Command) =>
   command
@@ -17,6 +18,16 @@ const mutating = (command: Command) =>
     .option('--json', 'print events (or, with --dry-run, the plan) as JSON, one object per line')
     .option('--no-wait', 'fail at once if another holos is changing this project')
     .option('--lock-timeout <duration>', 'give up waiting for another holos after this long');
+
+/** Compose's --pull, and the lock file's --locked: for the verbs that may create VMs. */
+const pulling = (command: Command) =>
+  command
+    .option(
+      '--pull <policy>',
+      'missing: pull images not in the cache; always: also move to a newer upstream version; never: fail instead',
+      'missing',
+    )
+    .option('--locked', 'every catalog or URL image must be pinned by holos.images.lock');
 
 export function registerCommands(program: Command, globals: () => GlobalOptions): void {
   // Offline: the compose file and the files it names, never the state dir or the network.
@@ -40,8 +51,7 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
   // The reconciler: each verb names a target per service (reconcile/targets.ts).
   for (const name of ['up', 'apply'] as const) {
     mutating(
-      program
-        .command(name)
+      pulling(program.command(name))
         .description(
           name === 'up'
             ? 'create and start every VM of the project, changing only what differs from the file'
@@ -83,14 +93,53 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     (await lifecycle()).mutate(globals(), 'down', [], options, project),
   );
 
-  program
-    .command('plan')
+  pulling(program.command('plan'))
     .description('print what up would do, and change nothing')
     .option('--json', 'the plan as JSON')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes')
-    .action(async (options: { json?: boolean; detailedExitcode?: boolean }) =>
+    .action(async (options: { json?: boolean; detailedExitcode?: boolean; pull: string; locked?: boolean }) =>
       (await lifecycle()).plan(globals(), options),
     );
+
+  // The image cache: shared by every project of the state dir.
+  program
+    .command('pull')
+    .argument('[image...]', 'catalog names (debian:12) or URLs (default: the images of the compose file)')
+    .description(
+      'download images into the cache, or a newer version of them; verified against their published checksum',
+    )
+    .option('--json', 'print progress and results as JSON, one object per line')
+    .action(async (refs: string[], options: { json?: boolean }) =>
+      (await imaging()).pull(globals(), refs, options),
+    );
+
+  const images = program
+    .command('images')
+    .description('list the catalog and the cached images, with the instances whose disks are made on each')
+    .option('--format <format>', 'table or json', 'table')
+    .action(async (options: { format: string }) => (await imaging()).list(globals(), options));
+  images
+    .command('rm')
+    .argument('<image...>', 'an image (every version of it) or one version by its file name')
+    .description('remove cached images; refused while an instance is made on one')
+    .action(async (refs: string[]) => (await imaging()).remove(globals(), refs));
+  images
+    .command('prune')
+    .description('remove every cached image version that no instance in the state dir is made on')
+    .option('--dry-run', 'say what would be removed, remove nothing')
+    .action(async (options: { dryRun?: boolean }) => (await imaging()).prune(globals(), options));
+  images
+    .command('verify')
+    .argument('[image...]', 'images to check (default: everything cached)')
+    .description('hash cached images again and compare them with the digests they were pulled with')
+    .action(async (refs: string[]) => (await imaging()).verify(globals(), refs));
+  images
+    .command('lock')
+    .description(
+      'write holos.images.lock beside the compose file: each image pinned at the version the project uses',
+    )
+    .option('--json', 'print progress as JSON, one object per line')
+    .action(async (options: { json?: boolean }) => (await imaging()).lock(globals(), options));
 
   program
     .command('watch')

@@ -6,6 +6,7 @@ import { emptyProject, openLoaded, openProject, type Session } from '../session.
 import { stamp, type Emit } from '../events.js';
 import { projectStatus } from '../access/status.js';
 import { targetsFor, type LifecycleVerb } from '../reconcile/targets.js';
+import type { Targets } from '../reconcile/plan.js';
 import { projectLayout, type ProjectLayout } from '../state/layout.js';
 import { acquireLock } from '../state/lock.js';
 import { forgetProject, projectsIn } from '../state/project.js';
@@ -23,6 +24,16 @@ export interface MutateOptions {
   timeout?: string;
   takeOver?: boolean;
   volumes?: boolean;
+  pull?: string;
+  locked?: boolean;
+}
+
+/** `--pull` and `--locked` as plan targets. */
+export function pullTargets(options: { pull?: string; locked?: boolean }): Pick<Targets, 'pull' | 'locked'> {
+  const pull = options.pull ?? 'missing';
+  if (pull !== 'missing' && pull !== 'always' && pull !== 'never')
+    throw new UserError(`--pull ${pull}: use missing, always or never`);
+  return { pull, ...(options.locked && { locked: true }) };
 }
 
 export function durationOption(text: string | undefined, flag: string): number | undefined {
@@ -84,7 +95,10 @@ export async function mutate(
 ): Promise<void> {
   const target = await projectOf(globals, { project, takeOver: options.takeOver });
   checkServices(target.services, named);
-  const targets = targetsFor(verb, target.services, { named, volumes: options.volumes });
+  const targets = {
+    ...targetsFor(verb, target.services, { named, volumes: options.volumes }),
+    ...pullTargets(options),
+  };
   if (options.dryRun) {
     const session = await target.open();
     // stdout is the plan alone, also with --json: the notice goes to stderr.
@@ -135,7 +149,10 @@ export async function mutate(
   }
 }
 
-export async function plan(globals: GlobalOptions, options: { json?: boolean; detailedExitcode?: boolean }) {
+export async function plan(
+  globals: GlobalOptions,
+  options: { json?: boolean; detailedExitcode?: boolean; pull?: string; locked?: boolean },
+) {
   const session = await openProject(stateDirOf(globals), {
     cwd: process.cwd(),
     file: globals.file,
@@ -143,7 +160,7 @@ export async function plan(globals: GlobalOptions, options: { json?: boolean; de
   });
   if (session.notice) console.error(`holos: warning: ${session.notice}`);
   const services = session.project.services.map((s) => s.name);
-  const { plan } = await planSession(session, targetsFor('plan', services));
+  const { plan } = await planSession(session, { ...targetsFor('plan', services), ...pullTargets(options) });
   console.log(options.json ? planJson(plan) : formatPlan(plan));
   if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
 }

@@ -4,7 +4,8 @@ import type { HolosEvent } from '../events.js';
 import { stamp } from '../events.js';
 import type { Action } from '../resources/kind.js';
 import type { InstanceStatus } from '../access/status.js';
-import { formatDuration } from '../compose/units.js';
+import { formatBytes, formatDuration } from '../compose/units.js';
+import { downloadLine, progressPrinter } from './progress.js';
 
 // Human output: plans, progress lines and tables. --json output goes through `stamp`.
 
@@ -49,14 +50,15 @@ function describePatch(action: Action): string[] {
 export const planJson = (plan: Plan): string => JSON.stringify(plan);
 
 export function formatPlan(plan: Plan): string {
-  if (plan.actions.length === 0) return `${plan.project}: nothing to do`;
+  const notes = plan.notices.map((n) => `  note: ${n}`);
+  if (plan.actions.length === 0) return [`${plan.project}: nothing to do`, ...notes].join('\n');
   const lines = [`${plan.project}: ${plan.actions.length} action${plan.actions.length === 1 ? '' : 's'}`];
   for (const action of plan.actions) {
     const subject = action.kind === 'instance' ? action.name : `${action.kind} ${action.name}`;
     lines.push(`  ${sign[action.verb]} ${subject}: ${action.verb} (${action.reason})`);
     lines.push(...describePatch(action));
   }
-  return lines.join('\n');
+  return [...lines, ...notes].join('\n');
 }
 
 const past: Record<Action['verb'], string> = {
@@ -107,6 +109,14 @@ export function formatEvent(event: HolosEvent): string | undefined {
       }
     case 'waiting':
       return event.message;
+    case 'download':
+      return downloadLine(event);
+    case 'pulled': {
+      const digest = event.digest
+        ? `${event.digest.slice(0, event.digest.indexOf(':') + 17)}…`
+        : 'unverified';
+      return `${event.image}: ${event.downloaded ? 'pulled' : 'up to date:'} ${event.path} (${digest}, ${formatBytes(event.size)})`;
+    }
     case 'warning':
       return `holos: warning: ${event.message}`;
     case 'trigger':
@@ -125,12 +135,14 @@ export function formatEvent(event: HolosEvent): string | undefined {
   }
 }
 
-/** The emitter for a verb: JSON lines on stdout, or human lines on stderr. */
+/** The emitter for a verb: JSON lines on stdout, or human lines (and live downloads) on stderr. */
 export function eventPrinter(json: boolean): (event: HolosEvent) => void {
   if (json) return (event) => process.stdout.write(`${JSON.stringify(stamp(event))}\n`);
+  const printer = progressPrinter();
   return (event) => {
+    if (event.type === 'download') return printer.download(event);
     const line = formatEvent(event);
-    if (line !== undefined) process.stderr.write(`${line}\n`);
+    if (line !== undefined) printer.line(line);
   };
 }
 

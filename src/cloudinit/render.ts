@@ -5,7 +5,6 @@ import type {
   ResolvedProject,
   ResolvedService,
 } from '../compose/resolve.js';
-import { findCatalogImage } from '../images/catalog.js';
 import { shellQuote } from '../util/shell.js';
 
 // The NoCloud seed of one instance, rendered from the resolved project. Pure: keys come in
@@ -197,8 +196,7 @@ export function renderUserData(
   keys: SeedKeys,
 ): string {
   const init = service.spec.cloud_init;
-  const found = service.image.kind === 'catalog' ? findCatalogImage(service.image.ref) : undefined;
-  const openrc = typeof found === 'object' && found.image.os === 'openrc';
+  const openrc = service.image.os === 'openrc';
   const config = {
     hostname: instance.name,
     manage_etc_hosts: false,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { resolve as resolvePath } from 'node:path';
-import { findCatalogImage, isLocalImage } from '../images/catalog.js';
+import { findCatalogImage, isLocalImage, isUrlImage } from '../images/catalog.js';
+import { sourceOf, type ImageSource } from '../images/source.js';
 import { maxInstances } from './checks.js';
 import { startLevels } from './graph.js';
 import type { LoadedCompose } from './load.js';
@@ -16,10 +17,14 @@ export const subnet = { prefix: '10.10.0', cidr: '10.10.0.0/24', first: 2, last:
 export interface ImageRef {
   /** As written in the file. */
   ref: string;
-  kind: 'local' | 'catalog';
+  kind: 'local' | 'catalog' | 'url';
   /** Absolute path of a local image. */
   path?: string;
+  /** Where a catalog or URL image is downloaded from. */
+  source?: ImageSource;
   format: 'qcow2' | 'raw';
+  /** How the image's cloud-init sets up users and services (`image_os`, else the catalog's). */
+  os: 'systemd' | 'openrc';
 }
 
 export interface ResolvedService {
@@ -90,13 +95,21 @@ function resolveImage(service: Service, dir: string): ImageRef {
       kind: 'local',
       path,
       format: service.image_format ?? (ref.endsWith('.raw') ? 'raw' : 'qcow2'),
+      os: service.image_os ?? 'systemd',
     };
   }
-  const found = findCatalogImage(ref);
+  // A dockerfile without image: its FROM names the image; until then, there is none to pull.
+  if (ref === '') return { ref, kind: 'catalog', format: service.image_format ?? 'qcow2', os: 'systemd' };
+  const source = sourceOf(ref, service.image_format);
+  if (typeof source === 'string') throw new Error(`resolve: image ${ref} passed validation: ${source}`);
+  const found = isUrlImage(ref) ? undefined : findCatalogImage(ref);
+  const entry = typeof found === 'object' ? found.image : undefined;
   return {
     ref,
-    kind: 'catalog',
-    format: service.image_format ?? (typeof found === 'string' ? 'qcow2' : found.image.format),
+    kind: entry ? 'catalog' : 'url',
+    format: source.format,
+    source,
+    os: service.image_os ?? entry?.os ?? 'systemd',
   };
 }
 

@@ -103,6 +103,8 @@ const device = z.strictObject({
 export const serviceSchema = z.strictObject({
   image: z.string().min(1).optional(),
   image_format: z.enum(['qcow2', 'raw']).optional(),
+  /** How the image sets up users and services; the catalog knows its own, a local disk is systemd. */
+  image_os: z.enum(['systemd', 'openrc']).optional(),
   dockerfile: z.string().min(1).optional(),
   replicas: z.int().min(0).max(253).default(1),
   vm: vm.default(vm.parse({})),

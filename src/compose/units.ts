@@ -94,3 +94,15 @@ export function formatSize(bytes: number): string {
   }
   return String(bytes);
 }
+
+/** Bytes as a person reads them: `312.4 MiB`, `2.0 GiB`, `900 B`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

@@ -6,10 +6,12 @@ import { desiredState, type Desired } from './desired.js';
 import type { Action } from '../resources/kind.js';
 import type { ApplyResult } from './apply.js';
 import type { Emit } from '../events.js';
-import { observeKeys, observeState, type Observed } from './observe.js';
+import { observeImages, observeKeys, observeState, type Observed } from './observe.js';
 import { plan, type Plan, type Targets } from './plan.js';
 import type { Session } from '../session.js';
 import { writeProjectRecord } from '../state/project.js';
+import { pinsOf, pullWithEvents } from '../resources/image.js';
+import type { ImageSource } from '../images/source.js';
 
 // The pipeline of DESIGN.md §1 for one project, once it is loaded and resolved (session.ts):
 // observe → plan → apply.
@@ -22,7 +24,13 @@ export interface Planned {
 
 export async function planSession(session: Session, targets: Targets): Promise<Planned> {
   const keys = await observeKeys(session.project, session.layout);
-  const desired = desiredState(session.project, session.layout, keys);
+  const images = await observeImages(session.project, session.layout, {
+    pins: session.imagePins,
+    ...(session.imageLock && { lock: session.imageLock }),
+    ...(targets.locked && { locked: true }),
+    policy: targets.pull ?? 'missing',
+  });
+  const desired = desiredState(session.project, session.layout, keys, images);
   const observed = await observeState(desired);
   return { desired, observed, plan: plan(desired, observed, targets) };
 }
@@ -57,12 +65,20 @@ export async function converge(
 ): Promise<Converged> {
   const qemu = qemuBinaries();
   let accel: Promise<Accelerator> | undefined;
+  if (targets.pull === 'always') await pullAlways(session, targets, opts);
   const planned = await planSession(session, targets);
   const deferred = (a: Action) => a.instance !== undefined && opts.defer?.(a.instance, planned) === true;
   const applied: Plan = opts.defer
     ? { ...planned.plan, actions: planned.plan.actions.filter((a) => !deferred(a)) }
     : planned.plan;
-  if (session.project.file) await writeProjectRecord(session.layout, session.project, opts.record);
+  if (session.project.file)
+    await writeProjectRecord(
+      session.layout,
+      session.project,
+      opts.record,
+      pinsOf(planned.desired.specs.image.values()),
+    );
+  for (const message of planned.plan.notices) opts.warn(message);
   opts.emit({ type: 'plan', project: applied.project, actions: applied.actions.length });
   if (applied.actions.length === 0)
     return { plan: applied, planned, result: { instances: new Map(), problems: [] } };
@@ -80,6 +96,27 @@ export async function converge(
   const converged = { plan: applied, planned, result };
   if (result.problems.length > 0) throw new ApplyFailed(converged);
   return converged;
+}
+
+/**
+ * `--pull always` (compose's flag): before planning, ask upstream for each image that a service
+ * to run uses, and pull a version it changed; the plan then moves those services to the
+ * newest version, as recreates it shows.
+ */
+async function pullAlways(session: Session, targets: Targets, opts: ConvergeOptions): Promise<void> {
+  const sources = new Map<string, ImageSource>();
+  for (const service of session.project.services)
+    if (service.image.source && targets.services[service.name] === 'running')
+      sources.set(service.image.source.key, service.image.source);
+  for (const source of sources.values()) {
+    const entry = session.imageLock?.images[source.name];
+    await pullWithEvents(
+      { ...source, ...(entry && { url: entry.url }) },
+      { stateDir: session.layout.stateDir, policy: 'always', ...(entry && { expected: entry.digest }) },
+      opts.emit,
+      opts.signal,
+    );
+  }
 }
 
 /** An apply in which something failed or was held: one line per problem, naming its subject once. */

@@ -1,5 +1,5 @@
 import type { ResolvedInstance, ResolvedProject, ResolvedService } from '../compose/resolve.js';
-import type { ImageSpec } from '../resources/image.js';
+import type { ImageInputs, ImageSpec } from '../resources/image.js';
 import type { InstanceSpec } from '../resources/instance.js';
 import { projectKeySpec, hostKeyName, type KeypairSpec } from '../resources/keypair.js';
 import type { Keys, ResourceKind, SpecOf } from '../resources/kind.js';
@@ -36,8 +36,13 @@ export interface Desired {
   instances: DesiredInstance[];
 }
 
-export function desiredState(project: ResolvedProject, layout: ProjectLayout, keys: Keys): Desired {
-  const input = { project, layout, keys };
+export function desiredState(
+  project: ResolvedProject,
+  layout: ProjectLayout,
+  keys: Keys,
+  images?: ImageInputs,
+): Desired {
+  const input = { project, layout, keys, ...(images && { images }) };
   const specs = Object.fromEntries(
     Object.values(kinds).map((kind) => [kind.kind, kind.desired(input)]),
   ) as unknown as Specs;

@@ -4,6 +4,9 @@ import type { Keys, ObservedOf, ResourceKind } from '../resources/kind.js';
 import { kinds } from '../resources/registry.js';
 import type { ProjectLayout } from '../state/layout.js';
 import type { Desired } from './desired.js';
+import type { ImageInputs } from '../resources/image.js';
+import { readImageRecord } from '../images/store.js';
+import type { ImageSource } from '../images/source.js';
 
 // Observed state: what is really on the host, for every resource the file names and every
 // resource of the project on the host that it no longer names (a removed service's instances,
@@ -19,6 +22,21 @@ export async function observeKeys(project: ResolvedProject, layout: ProjectLayou
     ),
   );
   return { project: (await read(projectKeySpec(layout)))?.publicKey, hosts: Object.fromEntries(hosts) };
+}
+
+/** The cache's record of each catalog or URL image of the project (which versions it holds). */
+export async function observeImages(
+  project: ResolvedProject,
+  layout: ProjectLayout,
+  inputs: Omit<ImageInputs, 'records'>,
+): Promise<ImageInputs> {
+  const sources = new Map<string, ImageSource>();
+  for (const service of project.services)
+    if (service.image.source) sources.set(service.image.source.key, service.image.source);
+  const records = await Promise.all(
+    [...sources].map(async ([key, source]) => [key, await readImageRecord(layout.stateDir, source)] as const),
+  );
+  return { ...inputs, records: Object.fromEntries(records) };
 }
 
 export async function observeState(desired: Desired): Promise<Observed> {

@@ -1,3 +1,4 @@
+import type { PullPolicy } from '../images/pull.js';
 import { actionId, type Action, type Change, type DiffContext, type Target } from '../resources/kind.js';
 import { kinds } from '../resources/registry.js';
 import { parseInstanceName } from '../state/inspect.js';
@@ -19,6 +20,10 @@ export interface Targets {
   existingOnly?: boolean;
   /** `down --volumes`: the project's named volumes go too, once its instances are gone. */
   removeVolumes?: boolean;
+  /** `--pull`: `missing` (the default) pulls what is not cached, `never` refuses to. */
+  pull?: PullPolicy;
+  /** `--locked`: every catalog or URL image must be pinned by holos.images.lock. */
+  locked?: boolean;
 }
 
 /** A node of the graph that is not an action: every instance of a service passes its healthcheck. */
@@ -35,6 +40,8 @@ export interface Plan {
   /** In an order that respects the graph (each action after what it waits for). */
   actions: Action[];
   gates: Gate[];
+  /** What the reader should know that is no action: `a newer debian:12 is in the cache`. */
+  notices: string[];
 }
 
 const bringUp = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart', 'resume']);
@@ -49,7 +56,7 @@ const partOrder: string[] = [
   'instance',
 ];
 
-function diffAll(desired: Desired, observed: Observed, targets: Targets): Change[] {
+function diffAll(desired: Desired, observed: Observed, targets: Targets, notices: string[]): Change[] {
   const planned = new Map<string, Change>();
   const ctx: DiffContext = {
     targetOf: (service, instance) =>
@@ -63,6 +70,8 @@ function diffAll(desired: Desired, observed: Observed, targets: Targets): Change
     spec: (kind, name) => desired.specs[kind].get(name),
     observed: (kind, name) => observed[kind][name],
     planned: (kind, name) => planned.get(actionId(kind, name)),
+    pullPolicy: targets.pull ?? 'missing',
+    notice: (message) => notices.push(message),
   };
   const changes: Change[] = [];
   for (const kind of Object.values(kinds)) {
@@ -93,7 +102,8 @@ function orderOf(desired: Desired, observed: Observed) {
 }
 
 export function plan(desired: Desired, observed: Observed, targets: Targets): Plan {
-  const changes = diffAll(desired, observed, targets);
+  const notices: string[] = [];
+  const changes = diffAll(desired, observed, targets, notices);
   const planned = new Set(changes.map((c) => actionId(c.kind, c.name)));
   const actions: Action[] = changes.map(({ needs, ...change }) => ({
     id: actionId(change.kind, change.name),
@@ -173,7 +183,13 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
     for (let i = 0; i < x.key.length; i++) if (x.key[i] !== y.key[i]) return x.key[i]! - y.key[i]!;
     return 0;
   });
-  return { schema_version: 1, project: desired.project.name, actions: keyed.map((k) => k.a), gates };
+  return {
+    schema_version: 1,
+    project: desired.project.name,
+    actions: keyed.map((k) => k.a),
+    gates,
+    notices,
+  };
 }
 
 /**

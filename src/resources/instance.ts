@@ -17,7 +17,7 @@ import { launch, stopGracefully, type StopOutcome } from '../qemu/lifecycle.js';
 import { inspect, instancesOnDisk, parseInstanceName } from '../state/inspect.js';
 import { checkSocketPaths, type InstanceLayout } from '../state/layout.js';
 import { writeApplied, type AppliedRecord } from '../state/records.js';
-import { imageOf } from './image.js';
+import { serviceImage } from './image.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
 import type { Action, Change, ExecContext, ExecInput, Kind } from './kind.js';
 import { drift } from './overlay.js';
@@ -114,11 +114,11 @@ export function instanceSpec(
   project: ResolvedProject,
   service: ResolvedService,
   instance: ResolvedInstance,
-  stateDir: string,
+  base: { path: string; format: 'qcow2' | 'raw' },
 ): InstanceSpec {
   const { spec } = service;
   const { disk_size, ...vm } = spec.vm;
-  const { path, format } = imageOf(service, stateDir);
+  const { path, format } = base;
   return {
     name: instance.name,
     service: service.name,
@@ -197,13 +197,13 @@ function strayReason(name: string, observed: InstanceObserved, project: Resolved
 export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
   kind: 'instance',
 
-  desired({ project, layout }) {
-    const services = new Map(project.services.map((s) => [s.name, s]));
+  desired(input) {
+    const services = new Map(input.project.services.map((s) => [s.name, s]));
     return new Map(
-      project.instances.map((i) => [
-        i.name,
-        instanceSpec(project, services.get(i.service)!, i, layout.stateDir),
-      ]),
+      input.project.instances.map((i) => {
+        const service = services.get(i.service)!;
+        return [i.name, instanceSpec(input.project, service, i, serviceImage(input, service))];
+      }),
     );
   },
 

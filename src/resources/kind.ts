@@ -4,6 +4,8 @@ import type { Accelerator } from '../qemu/argv.js';
 import type { QemuBinaries } from '../qemu/binaries.js';
 import type { Emit } from '../events.js';
 import type { ProjectLayout } from '../state/layout.js';
+import type { ImageInputs } from './image.js';
+import type { PullPolicy } from '../images/pull.js';
 
 // The one shape every resource kind has (DESIGN.md §3). A kind says which resources of its
 // sort the project needs (`desired`, pure), what is there now (`observe`), what must change
@@ -98,11 +100,15 @@ export type Change = Omit<Action, 'id' | 'after' | 'during'> & {
 
 export const actionId = (kind: ResourceKind, name: string) => `${kind}:${name}`;
 
-/** The inputs of `desired`: the resolved project and the public keys that exist now. */
+/**
+ * The inputs of `desired`: the resolved project, the public keys that exist now and what the
+ * image cache holds (which version of each image the project uses is decided from it).
+ */
 export interface DesiredInput {
   project: ResolvedProject;
   layout: ProjectLayout;
   keys: Keys;
+  images?: ImageInputs;
 }
 
 /** The keys on the host that seeds are rendered with (a missing one is made by the apply). */
@@ -130,6 +136,10 @@ export interface DiffContext {
   observed<K extends ResourceKind>(kind: K, name: string): ObservedOf<K> | undefined;
   /** The change already planned for a resource of a kind diffed earlier (registry order). */
   planned(kind: ResourceKind, name: string): Change | undefined;
+  /** `--pull`: whether a missing image may be downloaded. */
+  pullPolicy: PullPolicy;
+  /** Something the plan's reader should know that is no action (a newer image is cached). */
+  notice(message: string): void;
 }
 
 /** What an executor may use besides its own spec and observation. */

@@ -1,12 +1,10 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
-import type { ResolvedProject } from '../compose/resolve.js';
 import { dirname } from 'node:path';
 import { readQcow2Header } from '../observe/qcow2.js';
 import { identifyFile, type FileIdentity } from '../util/digest.js';
 import { isMissing, readJson, writeAtomically } from '../util/fs.js';
-import type { ProjectLayout } from '../state/layout.js';
-import { imageOf, type ImageSpec } from './image.js';
-import type { Change, Kind } from './kind.js';
+import { serviceImage, type ImageSpec } from './image.js';
+import type { Change, DesiredInput, Kind } from './kind.js';
 
 // The root disk of an instance: a qcow2 overlay on the base image, so the base is shared and
 // never written. Its backing chain is read from the header on every observe. Beside it,
@@ -81,7 +79,7 @@ export function drift(spec: OverlaySpec, observed: OverlayObserved): Change | un
     verb,
     cause,
     reason,
-    needs: [`image:${spec.base.ref}`],
+    needs: [`image:${spec.base.name}`],
   });
   if (!observed.exists) return act('create', 'missing', 'no root disk');
   if (observed.backingFile !== spec.base.path && observed.base === 'same')
@@ -140,7 +138,8 @@ async function recordBase(spec: OverlaySpec): Promise<void> {
 }
 
 /** The root disk of each instance, on its service's base image. */
-export function overlaySpecs(project: ResolvedProject, layout: ProjectLayout): Map<string, OverlaySpec> {
+export function overlaySpecs(input: DesiredInput): Map<string, OverlaySpec> {
+  const { project, layout } = input;
   const services = new Map(project.services.map((s) => [s.name, s]));
   return new Map(
     project.instances.map((i) => {
@@ -150,7 +149,7 @@ export function overlaySpecs(project: ResolvedProject, layout: ProjectLayout): M
         instance: i.name,
         service: i.service,
         path: files.overlay,
-        base: imageOf(service, layout.stateDir),
+        base: serviceImage(input, service),
         size: service.spec.vm.disk_size,
         baseRecord: files.diskBase,
         digestCache: layout.digestCache,
@@ -163,7 +162,7 @@ export function overlaySpecs(project: ResolvedProject, layout: ProjectLayout): M
 export const overlay: Kind<'overlay', OverlaySpec, OverlayObserved> = {
   kind: 'overlay',
   part: true,
-  desired: ({ project, layout }) => overlaySpecs(project, layout),
+  desired: overlaySpecs,
   observe: (_name, spec) => (spec ? observeOverlay(spec) : Promise.resolve({ exists: false })),
 
   /**
@@ -184,7 +183,7 @@ export const overlay: Kind<'overlay', OverlaySpec, OverlayObserved> = {
           verb: 'recreate',
           cause: 'replaced',
           reason: 'a new root disk, so cloud-init runs again',
-          needs: [`image:${spec.base.ref}`],
+          needs: [`image:${spec.base.name}`],
         },
       ];
     return own ? [own] : [];

@@ -58,7 +58,7 @@ export function seedIdentity(service: ResolvedService, instance: ResolvedInstanc
     mac: instance.mac,
     userMac: instance.userMac,
     user: service.user,
-    image: { kind: service.image.kind, ref: service.image.kind === 'catalog' ? service.image.ref : '' },
+    image: { kind: service.image.kind, ref: service.image.kind === 'local' ? '' : service.image.ref },
     cloud_init: service.spec.cloud_init,
   };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);

@@ -16,6 +16,11 @@ export interface ProjectRecord {
   allocation: Allocation;
   /** Services a user stopped (`holos stop`): `watch` leaves them stopped until `start` or `up`. */
   stopped?: string[];
+  /**
+   * The version of each image (by its cache key) that the project's disks are made on, so that
+   * a newer pull never moves them by surprise (resources/image.ts).
+   */
+  images?: Record<string, string>;
 }
 
 export const readProjectRecord = async (layout: ProjectLayout) =>
@@ -29,10 +34,12 @@ export async function writeProjectRecord(
   layout: ProjectLayout,
   project: ResolvedProject,
   stopped?: { services: string[]; stopped: boolean },
+  images: Record<string, string> = {},
 ): Promise<void> {
   await mkdir(layout.stateDir, { recursive: true, mode: 0o700 });
   await mkdir(dirname(layout.record), { recursive: true, mode: 0o700 });
-  const kept = new Set((await readProjectRecord(layout))?.stopped ?? []);
+  const previous = await readProjectRecord(layout);
+  const kept = new Set(previous?.stopped ?? []);
   for (const service of stopped?.services ?? []) {
     if (stopped!.stopped) kept.add(service);
     else kept.delete(service);
@@ -43,6 +50,7 @@ export async function writeProjectRecord(
     file: project.file,
     allocation: project.allocation,
     stopped: [...kept].sort(),
+    images: { ...previous?.images, ...images },
   };
   await writeAtomically(layout.record, `${JSON.stringify(record, null, 2)}\n`);
   await rm(layout.legacyRecord, { force: true });
@@ -72,7 +80,15 @@ export async function projectsIn(stateDir: string): Promise<string[]> {
  */
 export async function forgetProject(layout: ProjectLayout, everything: boolean): Promise<void> {
   const left = await namesIn(layout.dir, (e) => e.isDirectory());
-  if (left.length === 0) await rm(layout.dir, { recursive: true, force: true });
+  if (left.length === 0) {
+    await rm(layout.dir, { recursive: true, force: true });
+    // No disk is made on the pinned image versions any more: the next up takes the newest.
+    const record = await readProjectRecord(layout);
+    if (record?.images && !everything) {
+      const { images: _dropped, ...rest } = record;
+      await writeAtomically(layout.record, `${JSON.stringify(rest, null, 2)}\n`);
+    }
+  }
   if (!everything || left.length > 0) return;
   // A volume the plan did not remove (it failed) keeps the project, and so its keys and record.
   if ((await namesIn(layout.volumesDir, () => true)).length > 0) return;

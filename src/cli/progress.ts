@@ -1,0 +1,68 @@
+import { createLogUpdate } from 'log-update';
+import type { HolosEvent } from '../events.js';
+import { formatBytes, formatDuration } from '../compose/units.js';
+
+// Download progress as docker pull shows it: on a terminal one live line per download, redrawn
+// in place (log-update) beneath the lines other events print; elsewhere (a log file, CI) a
+// plain line every few seconds. Both read the same `download` events that --json prints.
+
+type Download = Extract<HolosEvent, { type: 'download' }>;
+
+const plainEveryMs = 5_000;
+
+/** `image debian:12: 120.0 MiB of 312.4 MiB (38%) at 38.1 MiB/s, 5s left`. */
+export function downloadLine(event: Download): string {
+  const fetched = event.received - event.resumed_from;
+  const rate = event.elapsed_ms > 0 ? (fetched * 1000) / event.elapsed_ms : 0;
+  const speed = rate > 0 ? ` at ${formatBytes(rate)}/s` : '';
+  const subject = `image ${event.image}`;
+  if (event.done)
+    return `${subject}: downloaded ${formatBytes(fetched)}${speed}${event.resumed_from > 0 ? ` (resumed at ${formatBytes(event.resumed_from)})` : ''}`;
+  if (event.total === undefined) return `${subject}: ${formatBytes(event.received)}${speed}`;
+  const percent = Math.floor((event.received / Math.max(event.total, 1)) * 100);
+  const left =
+    rate > 0 ? `, ${formatDuration(Math.ceil((event.total - event.received) / rate) * 1000)} left` : '';
+  return `${subject}: ${formatBytes(event.received)} of ${formatBytes(event.total)} (${percent}%)${speed}${left}`;
+}
+
+export interface Printer {
+  /** A line that stays (an event's line). */
+  line(text: string): void;
+  download(event: Download): void;
+}
+
+export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): Printer {
+  if (!stream.isTTY) {
+    const lastAt = new Map<string, number>();
+    return {
+      line: (text) => stream.write(`${text}\n`),
+      download(event) {
+        const now = Date.now();
+        if (!event.done && now - (lastAt.get(event.image) ?? 0) < plainEveryMs) return;
+        lastAt.set(event.image, now);
+        stream.write(`${downloadLine(event)}\n`);
+      },
+    };
+  }
+  const live = new Map<string, string>();
+  const update = createLogUpdate(stream, { showCursor: true });
+  const redraw = () => (live.size > 0 ? update([...live.values()].join('\n')) : update.clear());
+  return {
+    line(text) {
+      update.clear();
+      stream.write(`${text}\n`);
+      redraw();
+    },
+    download(event) {
+      if (!event.done) {
+        live.set(event.image, downloadLine(event));
+        redraw();
+        return;
+      }
+      live.delete(event.image);
+      update.clear();
+      stream.write(`${downloadLine(event)}\n`);
+      redraw();
+    },
+  };
+}
