@@ -4,7 +4,8 @@ import { UserError } from '../errors.js';
 import type { ImageLock } from '../images/lockfile.js';
 import { pullImage, type PullOptions, type PullPolicy, type Pulled } from '../images/pull.js';
 import type { Emit } from '../events.js';
-import type { ImageSource } from '../images/source.js';
+import { mirrored, type ImageSource } from '../images/source.js';
+import { head } from '../images/download.js';
 import { chooseVersion, versionPath, type ImageRecord, type ImageVersion } from '../images/store.js';
 import { formatBytes } from '../compose/units.js';
 import { exists } from '../util/fs.js';
@@ -33,6 +34,8 @@ export interface ImageSpec {
 
 export interface ImageObserved {
   exists: boolean;
+  /** For an image to download: its size, when the server says it (a HEAD request). */
+  size?: number;
 }
 
 /** What the plan knows of the image cache and the project's images (read before desired). */
@@ -127,7 +130,12 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
   desired: imageSpecs,
 
   async observe(_name, spec) {
-    return { exists: spec ? await exists(spec.path) : false };
+    if (!spec) return { exists: false };
+    if (await exists(spec.path)) return { exists: true };
+    if (!spec.pull || !spec.source || spec.pull.size !== undefined) return { exists: false };
+    // How much a pull will download, for the plan; a server that does not say is no error.
+    const answer = await head(mirrored(spec.source.url), { timeoutMs: 5_000 }).catch(() => undefined);
+    return { exists: false, ...(answer?.size !== undefined && answer.status < 300 && { size: answer.size }) };
   },
 
   diff(name, spec, observed, ctx) {
@@ -147,9 +155,17 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
       throw new UserError(
         `image ${name} is not in the cache and --pull never was given; run holos pull ${name}`,
       );
-    const size = spec.pull?.size === undefined ? '' : ` (${formatBytes(spec.pull.size)})`;
+    const bytes = spec.pull?.size ?? observed.size;
+    const size = bytes === undefined ? '' : ` ${formatBytes(bytes)}`;
+    const from = mirrored(spec.source.url);
     return [
-      { kind: 'image', name, verb: 'pull', cause: 'missing', reason: `download ${spec.source.url}${size}` },
+      {
+        kind: 'image',
+        name,
+        verb: 'pull',
+        cause: 'missing',
+        reason: `download${size} from ${from}${from === spec.source.url ? '' : ' (HOLOS_IMAGE_MIRROR)'}`,
+      },
     ];
   },
 
