@@ -28,7 +28,7 @@ import { pullWithEvents } from '../resources/image.js';
 import { openProject } from '../session.js';
 import { acquireLock } from '../state/lock.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
-import { eventPrinter, table } from './output.js';
+import { eventPrinter, formatEvent, table } from './output.js';
 
 // `holos pull` and `holos images`: the image cache (images/store.ts) for people.
 
@@ -83,14 +83,17 @@ export async function pull(globals: GlobalOptions, refs: string[], options: { js
       emit,
     );
     const { version } = pulled;
-    emit({
+    const event = {
       type: 'pulled',
       image: source.name,
       path: pulled.path,
       downloaded: pulled.downloaded,
       ...(version.digest && { digest: version.digest }),
       size: version.size,
-    });
+    } as const;
+    // The result is the verb's output (stdout); progress went to stderr.
+    if (options.json) emit(event);
+    else console.log(formatEvent(event));
   }
 }
 

@@ -29,6 +29,8 @@ export interface Mirror {
   url: string;
   /** Serves `file` as the catalog image `ref` (its checksum file lists the file's digest). */
   serveAs(ref: string, file: string, options?: { digest?: string }): Promise<{ url: string; digest: string }>;
+  /** The path on the server of the image `ref`. */
+  imagePath(ref: string): string;
   /** GET requests for the image `ref` (not its checksum file). */
   imageRequests(ref: string): { method: string; path: string; range?: string }[];
   close(): Promise<void>;
@@ -58,6 +60,7 @@ export async function startMirror(): Promise<Mirror> {
       });
       return { url: entry.url, digest: `${entry.checksum.algo}:${hex}` };
     },
+    imagePath: (ref) => pathOf(entryOf(ref).url),
     imageRequests(ref) {
       const path = pathOf(entryOf(ref).url);
       return server.requests.filter((r) => r.path === path && r.method === 'GET');
