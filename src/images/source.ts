@@ -13,6 +13,8 @@ export interface ImageSource {
   /** Where the digest is published; undefined for a URL image (the lock file pins it). */
   checksum?: { url: string; algo: Algo };
   format: 'qcow2' | 'raw';
+  /** The catalog's smallest sensible memory for it (MiB). */
+  minMemoryMb?: number;
 }
 
 /** The source of a catalog name or URL; a string is a one-line error (unknown name or tag). */
@@ -38,6 +40,7 @@ export function sourceOf(ref: string, format?: 'qcow2' | 'raw'): ImageSource | s
     url: found.image.url,
     checksum: found.image.checksum,
     format: format ?? found.image.format,
+    minMemoryMb: found.image.minMemoryMb,
   };
 }
 

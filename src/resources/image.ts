@@ -144,6 +144,12 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
       (s) => spec.services.includes(s.name) && ctx.targetOf(s.name) === 'running' && s.spec.replicas > 0,
     );
     if (users.length === 0) return [];
+    const least = spec.source?.minMemoryMb ?? 0;
+    for (const s of users)
+      if (s.spec.vm.memory_mb < least)
+        ctx.notice(
+          `service ${s.name}: ${name} wants at least ${least} MiB of memory, vm.memory_mb is ${s.spec.vm.memory_mb}`,
+        );
     if (spec.newer)
       ctx.notice(
         `a newer ${name} is in the cache (pulled ${spec.newer.pulled_at.slice(0, 10)}); holos up --pull always moves ${users.map((s) => s.name).join(', ')} to it`,
