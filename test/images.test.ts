@@ -10,6 +10,8 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -406,4 +408,50 @@ test('chooseVersion: the pin holds against a newer build (reported), --pull alwa
     pull: true,
     expected: 'sha512:3',
   });
+});
+
+test('pull goes through HTTP_PROXY (unless NO_PROXY names the host)', async () => {
+  // A forward proxy on 127.0.0.1 that tunnels (CONNECT) or relays absolute-form requests.
+  const seen: string[] = [];
+  const proxy = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    const upstream = httpRequest(req.url!, { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode!, answer.headers);
+      answer.pipe(res);
+    });
+    req.pipe(upstream);
+  });
+  proxy.on('connect', (req, client: Socket, head: Buffer) => {
+    seen.push(`CONNECT ${req.url}`);
+    const [host, port] = req.url!.split(':');
+    const upstream = connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head);
+      upstream.pipe(client).pipe(upstream);
+    });
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  try {
+    await mirror.serveAs('debian:12', image);
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const where = place();
+    const r = await holos(['pull', 'debian:12'], where, { HTTP_PROXY: proxyUrl, NO_PROXY: '', no_proxy: '' });
+    assert.equal(r.code, 0, r.stderr);
+    const host = new URL(mirror.url).host;
+    assert.ok(
+      seen.some((s) => s === `CONNECT ${host}` || s.startsWith(`GET ${mirror.url}`)),
+      `the proxy saw: ${seen.join(', ')}`,
+    );
+    seen.length = 0;
+    const direct = await holos(['pull', 'debian:12'], place(), {
+      HTTP_PROXY: proxyUrl,
+      NO_PROXY: '127.0.0.1',
+    });
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.deepEqual(seen, [], 'NO_PROXY bypasses the proxy');
+  } finally {
+    proxy.closeAllConnections();
+    await new Promise((resolve) => proxy.close(resolve));
+  }
 });
