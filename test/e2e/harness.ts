@@ -5,12 +5,13 @@
 //
 // Without QEMU or the image, e2e tests skip with a visible reason locally and fail under CI.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -307,6 +308,8 @@ const stateDirs = new Set<string>();
 const namespaces = new Set<string>();
 /** Temporary project roots, removed if the test process is interrupted. */
 const tempRoots = new Set<string>();
+/** Helper processes that are not QEMU (a mirror in a namespace), killed with the rest. */
+const helpers = new Set<ChildProcess>();
 
 export function registerProcess(pid: number, marker: string): void {
   registered.set(pid, marker);
@@ -416,6 +419,7 @@ function installSignalHandlers(): void {
   handlersInstalled = true;
   const onSignal = (sig: NodeJS.Signals) => {
     for (const pid of victimsSync()) signal(pid, 'SIGKILL');
+    for (const child of helpers) child.kill('SIGKILL');
     for (const name of namespaces) spawnSync('ip', ['netns', 'delete', name], { stdio: 'ignore' });
     for (const root of tempRoots) rmSync(root, { recursive: true, force: true });
     process.exit(sig === 'SIGINT' ? 130 : 143);
@@ -425,6 +429,7 @@ function installSignalHandlers(): void {
   // A test file that ends (or throws) with guests still registered: last chance.
   process.once('exit', () => {
     for (const pid of victimsSync()) signal(pid, 'SIGKILL');
+    for (const child of helpers) child.kill('SIGKILL');
   });
 }
 
@@ -861,6 +866,110 @@ export async function netnsHttpGet(ns: Netns, port: number, path = '/'): Promise
   let response = '';
   for await (const chunk of stream) response += (chunk as Buffer).toString('utf8');
   return response;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A distribution mirror inside a namespace (test/support/mirror-main.ts)
+
+export interface MirrorRequest {
+  method: string;
+  path: string;
+  range?: string;
+  ifRange?: string;
+}
+
+export interface NetnsMirror {
+  /** The value of HOLOS_IMAGE_MIRROR (http://127.0.0.1:<port>/mirror, inside the namespace). */
+  url: string;
+  pid: number;
+  /** Serves `file` as the catalog image `ref`, beside a checksum file that lists its digest. */
+  serveAs(ref: string, file: string): Promise<{ url: string; digest: string }>;
+  /** Every request the mirror has had, in order. */
+  requests(): Promise<MirrorRequest[]>;
+  /** The requests (any method) for the image `ref` and for its checksum file, so far. */
+  requestsOf(ref: string): Promise<{ image: MirrorRequest[]; checksum: MirrorRequest[] }>;
+  /** Ends it (stdin closed, then SIGKILL after 5s); also done when the test ends. */
+  close(): Promise<void>;
+}
+
+const mirrorMain = join(repoRoot, 'test', 'support', 'mirror-main.ts');
+
+/**
+ * A mirror for HOLOS_IMAGE_MIRROR listening on 127.0.0.1 inside the namespace, where the holos
+ * under test runs: a child process driven over its stdin and stdout. It is killed when the test
+ * ends, when the test process is interrupted, and it exits by itself when its stdin closes.
+ */
+export async function startNetnsMirror(t: TestContext, ns: Netns): Promise<NetnsMirror> {
+  const [command, ...args] = ns.wrap([process.execPath, '--import', 'tsx', mirrorMain]);
+  const child = spawn(command!, args, { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+  helpers.add(child);
+  installSignalHandlers();
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<void>((resolve) =>
+    child.on('close', () => {
+      helpers.delete(child);
+      resolve();
+    }),
+  );
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let gotUrl: ((url: string) => void) | undefined;
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const message = JSON.parse(line) as { url?: string; id?: number; result?: unknown; error?: string };
+    if (message.url !== undefined) return gotUrl?.(message.url);
+    const waiter = pending.get(message.id ?? -1);
+    pending.delete(message.id ?? -1);
+    if (message.error !== undefined) waiter?.reject(new Error(`mirror: ${message.error}`));
+    else waiter?.resolve(message.result);
+  });
+  const gone = () => new Error(`the mirror in ${ns.name} exited; its stderr: ${stderr.slice(-2000)}`);
+  void exited.then(() => {
+    for (const waiter of pending.values()) waiter.reject(gone());
+    pending.clear();
+  });
+  const close = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+  t.after(close);
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no mirror URL within 30s: ${stderr}`)), 30_000);
+    gotUrl = (found) => {
+      clearTimeout(timer);
+      resolve(found);
+    };
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(gone());
+    });
+  });
+  let next = 1;
+  const ask = <T>(op: string, fields: Record<string, string> = {}): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (child.exitCode !== null || child.signalCode !== null) return reject(gone());
+      const id = next++;
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      child.stdin.write(`${JSON.stringify({ id, op, ...fields })}\n`);
+    });
+  return {
+    url,
+    pid: child.pid!,
+    serveAs: (ref, file) => ask('serveAs', { ref, file }),
+    requests: () => ask('requests'),
+    async requestsOf(ref) {
+      const paths = await ask<{ image: string; checksum: string }>('paths', { ref });
+      const all = await ask<MirrorRequest[]>('requests');
+      return {
+        image: all.filter((r) => r.path === paths.image),
+        checksum: all.filter((r) => r.path === paths.checksum),
+      };
+    },
+    close,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
