@@ -87,8 +87,11 @@ async function holos(
   }
 }
 
+/** The images directory, without the digests cache (util/digest.ts) and lock directories. */
 const imagesOf = (state: string) =>
-  existsSync(join(state, 'images')) ? readdirSync(join(state, 'images')).sort() : [];
+  (existsSync(join(state, 'images')) ? readdirSync(join(state, 'images')).sort() : []).filter(
+    (n) => n !== 'digests.json' && !n.endsWith('.lock'),
+  );
 const jsonLines = (text: string) =>
   text
     .split('\n')
@@ -158,11 +161,7 @@ test('pull: a wrong checksum caches nothing and names the URL, the digest expect
   assert.match(line, /debian-13-generic-amd64\.qcow2/);
   assert.ok(line.includes(wrong), line);
   assert.ok(line.includes(await digestOf(image, 'sha512')), line);
-  assert.deepEqual(
-    imagesOf(where.state).filter((n) => !n.endsWith('.lock')),
-    [],
-    'no record, no file, no .part',
-  );
+  assert.deepEqual(imagesOf(where.state), [], 'no record, no file, no .part');
 });
 
 test('pull: a connection cut half way fails saying so; the next pull resumes with a Range request', async () => {
@@ -208,10 +207,7 @@ test('pull: a 404 names the URL and leaves nothing behind', async () => {
   assert.notEqual(r.code, 0);
   assert.match(oneLine(r.stderr), /HTTP 404.*Rocky|Rocky.*HTTP 404|404/);
   assert.match(r.stderr, /127\.0\.0\.1/);
-  assert.deepEqual(
-    imagesOf(where.state).filter((n) => !n.endsWith('.lock')),
-    [],
-  );
+  assert.deepEqual(imagesOf(where.state), []);
 });
 
 test('pull: a URL image without a checksum is pulled with a warning that says how to pin it', async () => {
@@ -275,20 +271,14 @@ test('images rm refuses a base an instance is made on, naming it; prune removes 
   const prune = await holos(['images', 'prune'], where);
   assert.equal(prune.code, 0, prune.stderr);
   assert.match(prune.stdout, /removed debian:12 debian-12@2\.qcow2/);
-  assert.deepEqual(
-    imagesOf(where.state).filter((n) => !n.endsWith('.lock')),
-    ['debian-12.json', 'debian-12.qcow2'],
-  );
+  assert.deepEqual(imagesOf(where.state), ['debian-12.json', 'debian-12.qcow2']);
   const verify = await holos(['images', 'verify'], where);
   assert.equal(verify.code, 0, verify.stderr);
   assert.match(verify.stdout, /debian:12 debian-12\.qcow2: ok/);
 
   rmSync(join(where.state, 'instances'), { recursive: true });
   assert.equal((await holos(['images', 'rm', 'debian'], where)).code, 0);
-  assert.deepEqual(
-    imagesOf(where.state).filter((n) => !n.endsWith('.lock')),
-    [],
-  );
+  assert.deepEqual(imagesOf(where.state), []);
 });
 
 const stack = (image: string) => `name: locked
@@ -368,6 +358,34 @@ test('plan: a missing image is a pull with its size, from the mirror', async () 
   );
 });
 
+test('plan --pull always asks upstream: a build the cache lacks is a pull the plan shows', async () => {
+  await mirror.serveAs('debian:12', image);
+  const where = place(stack('debian:12'));
+  assert.equal((await holos(['pull', 'debian:12'], where)).code, 0);
+  const before = await holos(['plan', '--pull', 'always', '--json'], where);
+  const plain = JSON.parse(before.stdout) as { actions: { id: string; verb: string; cause: string }[] };
+  assert.equal(
+    plain.actions.find((a) => a.id === 'image:debian:12'),
+    undefined,
+    'upstream has what is cached',
+  );
+  await mirror.serveAs('debian:12', newer);
+  const r = await holos(['plan', '--pull', 'always', '--json'], where);
+  assert.equal(r.code, 0, r.stderr);
+  const plan = JSON.parse(r.stdout) as {
+    actions: { id: string; verb: string; cause: string; reason: string }[];
+  };
+  const pull = plan.actions.find((a) => a.id === 'image:debian:12')!;
+  assert.deepEqual([pull.verb, pull.cause], ['pull', 'upstream']);
+  assert.match(pull.reason, /^a newer build upstream \(--pull always\): download 6\.\d MiB from /);
+  const cached = JSON.parse((await holos(['plan', '--json'], where)).stdout) as typeof plan;
+  assert.equal(
+    cached.actions.some((a) => a.id === 'image:debian:12'),
+    false,
+    'without --pull always the cached build does',
+  );
+});
+
 // Which version a project uses (pure): the lock's, else its pin, else the newest.
 const source = sourceOf('debian:12') as ImageSource;
 const record: ImageRecord = {
@@ -381,29 +399,39 @@ const record: ImageRecord = {
   ],
 };
 
-test('chooseVersion: the pin holds against a newer build (reported), --pull always moves, the lock rules', () => {
-  assert.deepEqual(chooseVersion({ source, record: undefined, newest: false }), {
-    file: 'debian-12.qcow2',
-    pull: true,
-  });
-  const pinned = chooseVersion({ source, record, pinned: 'debian-12.qcow2', newest: false });
+test('chooseVersion: the pin holds against a newer build (reported), --pull always moves to what upstream serves, the lock rules', () => {
+  assert.deepEqual(chooseVersion({ source, record: undefined }), { file: 'debian-12.qcow2', pull: true });
+  const pinned = chooseVersion({ source, record, pinned: 'debian-12.qcow2' });
   assert.equal(pinned.file, 'debian-12.qcow2');
   assert.equal(pinned.newer?.file, 'debian-12@2.qcow2');
-  assert.equal(
-    chooseVersion({ source, record, pinned: 'debian-12.qcow2', newest: true }).file,
-    'debian-12@2.qcow2',
+  assert.equal(chooseVersion({ source, record }).file, 'debian-12@2.qcow2', 'no pin: the newest');
+  // --pull always: upstream's digest decides, a cached version of it or a new one to pull.
+  assert.deepEqual(
+    chooseVersion({ source, record, pinned: 'debian-12.qcow2', upstream: { digest: 'sha512:2' } }),
+    {
+      file: 'debian-12@2.qcow2',
+      pull: false,
+      expected: 'sha512:2',
+    },
   );
-  assert.equal(
-    chooseVersion({ source, record, newest: false }).file,
-    'debian-12@2.qcow2',
-    'no pin: the newest',
+  assert.deepEqual(
+    chooseVersion({ source, record, pinned: 'debian-12.qcow2', upstream: { digest: 'sha512:9' } }),
+    {
+      file: 'debian-12@3.qcow2',
+      pull: true,
+      expected: 'sha512:9',
+    },
   );
-  assert.deepEqual(chooseVersion({ source, record, locked: 'sha512:1', newest: true }), {
+  // A URL without a checksum: unchanged validators keep the newest, anything else pulls.
+  assert.equal(chooseVersion({ source, record, upstream: { unchanged: true } }).pull, false);
+  assert.equal(chooseVersion({ source, record, upstream: { unchanged: false } }).pull, true);
+  // The lock file rules, whatever upstream says.
+  assert.deepEqual(chooseVersion({ source, record, locked: 'sha512:1', upstream: { digest: 'sha512:2' } }), {
     file: 'debian-12.qcow2',
     pull: false,
     expected: 'sha512:1',
   });
-  assert.deepEqual(chooseVersion({ source, record, locked: 'sha512:3', newest: false }), {
+  assert.deepEqual(chooseVersion({ source, record, locked: 'sha512:3' }), {
     file: 'debian-12@3.qcow2',
     pull: true,
     expected: 'sha512:3',

@@ -12,6 +12,7 @@ import { readImageLock, writeImageLock, type LockEntry } from '../images/lockfil
 import { parseDigest } from '../images/pull.js';
 import { sourceOf, type ImageSource } from '../images/source.js';
 import {
+  digestCacheFile,
   imageLockDir,
   imageUsers,
   listImageRecords,
@@ -27,6 +28,7 @@ import { targetsFor } from '../reconcile/targets.js';
 import { pullWithEvents } from '../resources/image.js';
 import { openProject } from '../session.js';
 import { acquireLock } from '../state/lock.js';
+import { forgetDigest } from '../util/digest.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
 import { eventPrinter, formatEvent, table } from './output.js';
 
@@ -185,7 +187,10 @@ async function select(
 async function removeVersions(stateDir: string, record: ImageRecord, versions: ImageVersion[]) {
   const lock = await acquireLock(imageLockDir(stateDir, record.key), record.name);
   try {
-    for (const v of versions) await rm(versionPath(stateDir, v.file), { force: true });
+    for (const v of versions) {
+      await forgetDigest(versionPath(stateDir, v.file), digestCacheFile(stateDir));
+      await rm(versionPath(stateDir, v.file), { force: true });
+    }
     const gone = new Set(versions.map((v) => v.file));
     const left = record.versions.filter((v) => !gone.has(v.file));
     if (left.length === 0) await rm(recordFile(stateDir, record.key), { force: true });

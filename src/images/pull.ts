@@ -1,11 +1,13 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { rememberDigest } from '../util/digest.js';
 import { UserError } from '../errors.js';
 import { acquireLock } from '../state/lock.js';
 import { findDigest } from './checksums.js';
 import { download, fetchText, head, type Algo, type Digest, type DownloadProgress } from './download.js';
 import { mirrored, type ImageSource } from './source.js';
 import {
+  digestCacheFile,
   imageLockDir,
   imagesDir,
   nextVersionFile,
@@ -102,6 +104,9 @@ async function pullLocked(options: PullOptions): Promise<Pulled> {
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.signal && { signal: options.signal }),
   });
+  // The overlay records its base's sha256 (util/digest.ts): it was computed on the way in, so
+  // the first disk made on this image does not read it all again.
+  await rememberDigest(path, digestCacheFile(stateDir), got.sha256);
   const digest = formatDigest(got.digest);
   const same = record?.versions.find((v) => v.digest === digest && v.file !== file);
   if (same) {
@@ -138,7 +143,7 @@ async function settle(
 }
 
 /** The digest the distribution publishes for the image now, from its checksum file. */
-async function publishedDigest(source: ImageSource): Promise<Digest | undefined> {
+export async function publishedDigest(source: ImageSource): Promise<Digest | undefined> {
   if (!source.checksum) return undefined;
   const url = mirrored(source.checksum.url);
   const text = await fetchText(url);
@@ -152,7 +157,7 @@ async function publishedDigest(source: ImageSource): Promise<Digest | undefined>
 }
 
 /** For a URL without a checksum: the server says the file is the one cached (same validators). */
-async function unchangedUpstream(source: ImageSource, cached: ImageVersion): Promise<boolean> {
+export async function unchangedUpstream(source: ImageSource, cached: ImageVersion): Promise<boolean> {
   if (!cached.etag && !cached.last_modified) return false;
   const now = await head(mirrored(source.url)).catch(() => undefined);
   if (!now || now.status >= 300) return false;

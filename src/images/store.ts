@@ -34,6 +34,8 @@ export interface ImageRecord {
 }
 
 export const imagesDir = (stateDir: string) => join(stateDir, 'images');
+/** The digests of base files keyed by what changes with them (util/digest.ts). */
+export const digestCacheFile = (stateDir: string) => join(imagesDir(stateDir), 'digests.json');
 export const recordFile = (stateDir: string, key: string) => join(imagesDir(stateDir), `${key}.json`);
 export const imageLockDir = (stateDir: string, key: string) => join(imagesDir(stateDir), `${key}.lock`);
 export const versionPath = (stateDir: string, file: string) => join(imagesDir(stateDir), file);
@@ -93,7 +95,7 @@ export async function writeImageRecord(stateDir: string, record: ImageRecord): P
 /** Every image record in the cache (for `holos images`, `rm`, `prune`). */
 export async function listImageRecords(stateDir: string): Promise<ImageRecord[]> {
   const names = (await readdir(imagesDir(stateDir)).catch(() => [])).filter(
-    (n) => n.endsWith('.json') && n !== 'digests.json',
+    (n) => n.endsWith('.json') && join(imagesDir(stateDir), n) !== digestCacheFile(stateDir),
   );
   const records = await Promise.all(names.map((n) => readJson<ImageRecord>(join(imagesDir(stateDir), n))));
   return records.filter((r): r is ImageRecord => r?.schema_version === 1 && Array.isArray(r.versions));
@@ -111,6 +113,14 @@ export interface Choice {
   newer?: ImageVersion;
 }
 
+/** What upstream serves now (`--pull always` asks before planning). */
+export interface Upstream {
+  /** The published digest (`<algo>:<hex>`); undefined for a URL without a checksum. */
+  digest?: string;
+  /** For a URL without a checksum: the server's validators match the newest cached version. */
+  unchanged?: boolean;
+}
+
 export interface ChoiceInput {
   source: ImageSource;
   record: ImageRecord | undefined;
@@ -118,22 +128,26 @@ export interface ChoiceInput {
   pinned?: string;
   /** The lock file's digest for this image. */
   locked?: string;
-  /** `up --pull always`: the cache's newest version (the pull before the plan refreshed it). */
-  newest: boolean;
+  /** `--pull always`: what upstream serves now; the project moves to it. */
+  upstream?: Upstream;
 }
 
 /** Which version of an image a project uses. Pure. */
-export function chooseVersion({ source, record, pinned, locked, newest }: ChoiceInput): Choice {
+export function chooseVersion({ source, record, pinned, locked, upstream }: ChoiceInput): Choice {
   const versions = record?.versions ?? [];
   const current = versions.find((v) => v.file === record?.current);
-  if (locked !== undefined) {
-    const match = versions.find((v) => v.digest === locked);
+  const wanted = locked ?? upstream?.digest;
+  if (wanted !== undefined) {
+    const match = versions.find((v) => v.digest === wanted);
     return match
-      ? { file: match.file, pull: false, expected: locked }
-      : { file: nextVersionFile(source, record), pull: true, expected: locked };
+      ? { file: match.file, pull: false, expected: wanted }
+      : { file: nextVersionFile(source, record), pull: true, expected: wanted };
   }
-  const pin = newest ? undefined : versions.find((v) => v.file === pinned);
-  const chosen = pin ?? current;
+  if (upstream)
+    return current && upstream.unchanged
+      ? { file: current.file, pull: false }
+      : { file: nextVersionFile(source, record), pull: true };
+  const chosen = versions.find((v) => v.file === pinned) ?? current;
   if (!chosen) return { file: nextVersionFile(source, record), pull: true };
   return { file: chosen.file, pull: false, ...(current && current !== chosen && { newer: current }) };
 }

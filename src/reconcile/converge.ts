@@ -10,8 +10,7 @@ import { observeImages, observeKeys, observeState, type Observed } from './obser
 import { plan, type Plan, type Targets } from './plan.js';
 import type { Session } from '../session.js';
 import { writeProjectRecord } from '../state/project.js';
-import { pinsOf, pullWithEvents } from '../resources/image.js';
-import type { ImageSource } from '../images/source.js';
+import { pinsOf } from '../resources/image.js';
 
 // The pipeline of DESIGN.md §1 for one project, once it is loaded and resolved (session.ts):
 // observe → plan → apply.
@@ -65,7 +64,6 @@ export async function converge(
 ): Promise<Converged> {
   const qemu = qemuBinaries();
   let accel: Promise<Accelerator> | undefined;
-  if (targets.pull === 'always') await pullAlways(session, targets, opts);
   const planned = await planSession(session, targets);
   const deferred = (a: Action) => a.instance !== undefined && opts.defer?.(a.instance, planned) === true;
   const applied: Plan = opts.defer
@@ -96,27 +94,6 @@ export async function converge(
   const converged = { plan: applied, planned, result };
   if (result.problems.length > 0) throw new ApplyFailed(converged);
   return converged;
-}
-
-/**
- * `--pull always` (compose's flag): before planning, ask upstream for each image that a service
- * to run uses, and pull a version it changed; the plan then moves those services to the
- * newest version, as recreates it shows.
- */
-async function pullAlways(session: Session, targets: Targets, opts: ConvergeOptions): Promise<void> {
-  const sources = new Map<string, ImageSource>();
-  for (const service of session.project.services)
-    if (service.image.source && targets.services[service.name] === 'running')
-      sources.set(service.image.source.key, service.image.source);
-  for (const source of sources.values()) {
-    const entry = session.imageLock?.images[source.name];
-    await pullWithEvents(
-      { ...source, ...(entry && { url: entry.url }) },
-      { stateDir: session.layout.stateDir, policy: 'always', ...(entry && { expected: entry.digest }) },
-      opts.emit,
-      opts.signal,
-    );
-  }
 }
 
 /** An apply in which something failed or was held: one line per problem, naming its subject once. */

@@ -5,7 +5,8 @@ import { kinds } from '../resources/registry.js';
 import type { ProjectLayout } from '../state/layout.js';
 import type { Desired } from './desired.js';
 import type { ImageInputs } from '../resources/image.js';
-import { readImageRecord } from '../images/store.js';
+import { readImageRecord, type Upstream } from '../images/store.js';
+import { publishedDigest, unchangedUpstream } from '../images/pull.js';
 import type { ImageSource } from '../images/source.js';
 
 // Observed state: what is really on the host, for every resource the file names and every
@@ -33,10 +34,27 @@ export async function observeImages(
   const sources = new Map<string, ImageSource>();
   for (const service of project.services)
     if (service.image.source) sources.set(service.image.source.key, service.image.source);
-  const records = await Promise.all(
-    [...sources].map(async ([key, source]) => [key, await readImageRecord(layout.stateDir, source)] as const),
+  const records = Object.fromEntries(
+    await Promise.all(
+      [...sources].map(
+        async ([key, source]) => [key, await readImageRecord(layout.stateDir, source)] as const,
+      ),
+    ),
   );
-  return { ...inputs, records: Object.fromEntries(records) };
+  if (inputs.policy !== 'always') return { ...inputs, records };
+  // --pull always: ask upstream what it serves now (images the lock file pins need no asking).
+  const upstream = await Promise.all(
+    [...sources]
+      .filter(([, source]) => !inputs.lock?.images[source.name])
+      .map(async ([key, source]): Promise<[string, Upstream]> => {
+        const digest = await publishedDigest(source);
+        if (digest) return [key, { digest: `${digest.algo}:${digest.hex}` }];
+        const record = records[key];
+        const current = record?.versions.find((v) => v.file === record.current);
+        return [key, { unchanged: current !== undefined && (await unchangedUpstream(source, current)) }];
+      }),
+  );
+  return { ...inputs, records, upstream: Object.fromEntries(upstream) };
 }
 
 export async function observeState(desired: Desired): Promise<Observed> {

@@ -6,7 +6,13 @@ import { pullImage, type PullOptions, type PullPolicy, type Pulled } from '../im
 import type { Emit } from '../events.js';
 import { mirrored, type ImageSource } from '../images/source.js';
 import { head } from '../images/download.js';
-import { chooseVersion, versionPath, type ImageRecord, type ImageVersion } from '../images/store.js';
+import {
+  chooseVersion,
+  versionPath,
+  type ImageRecord,
+  type ImageVersion,
+  type Upstream,
+} from '../images/store.js';
 import { formatBytes } from '../compose/units.js';
 import { exists } from '../util/fs.js';
 import type { DesiredInput, Kind } from './kind.js';
@@ -15,7 +21,8 @@ import type { DesiredInput, Kind } from './kind.js';
 // in the cache (images/store.ts). Which version a project uses is decided here, once per plan:
 // the one pinned by the lock file, else the one the project's disks were made on, else the
 // newest cached; a missing one is pulled. A newer version in the cache is reported, never used
-// by surprise: `up --pull always` moves the project to it, as recreates the plan shows.
+// by surprise: `up --pull always` asks upstream and moves the project to what it serves now,
+// as a pull and recreates the plan shows.
 
 export interface ImageSpec {
   /** `debian:12` (canonical tag), the URL, or the local path as written. */
@@ -26,8 +33,8 @@ export interface ImageSpec {
   services: string[];
   /** Where a catalog or URL image comes from; absent for a local file. */
   source?: ImageSource;
-  /** The chosen version is still to be downloaded. */
-  pull?: { expected?: string; size?: number };
+  /** The chosen version is still to be downloaded: `newer` when the cache has an older one. */
+  pull?: { expected?: string; size?: number; newer: boolean };
   /** A version newer than the chosen one is in the cache. */
   newer?: ImageVersion;
 }
@@ -45,6 +52,8 @@ export interface ImageInputs {
   /** The version each image's disks were made on, by source key (the project record). */
   pins: Record<string, string>;
   lock?: ImageLock;
+  /** `--pull always`: what upstream serves now, by source key (asked by observe). */
+  upstream?: Record<string, Upstream>;
   /** `--locked`: every image must be in the lock file. */
   locked?: boolean;
   policy: PullPolicy;
@@ -105,14 +114,20 @@ function baseOf(
     record: inputs.records[source.key],
     pinned: inputs.pins[source.key],
     locked: entry?.digest,
-    newest: inputs.policy === 'always',
+    upstream: inputs.upstream?.[source.key],
   });
   return {
     name: source.name,
     path: versionPath(stateDir, choice.file),
     format: source.format,
     source,
-    ...(choice.pull && { pull: { ...(entry && { expected: entry.digest, size: entry.size }) } }),
+    ...(choice.pull && {
+      pull: {
+        ...(choice.expected && { expected: choice.expected }),
+        ...(entry?.size !== undefined && { size: entry.size }),
+        newer: inputs.records[source.key] !== undefined,
+      },
+    }),
     ...(choice.newer && { newer: choice.newer }),
   };
 }
@@ -169,8 +184,8 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
         kind: 'image',
         name,
         verb: 'pull',
-        cause: 'missing',
-        reason: `download${size} from ${from}${from === spec.source.url ? '' : ' (HOLOS_IMAGE_MIRROR)'}`,
+        cause: spec.pull?.newer ? 'upstream' : 'missing',
+        reason: `${spec.pull?.newer ? 'a newer build upstream (--pull always): ' : ''}download${size} from ${from}${from === spec.source.url ? '' : ' (HOLOS_IMAGE_MIRROR)'}`,
       },
     ];
   },
@@ -181,7 +196,8 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
         spec!.source!,
         {
           stateDir: ctx.layout.stateDir,
-          policy: 'missing',
+          // A newer build (--pull always) is downloaded even where the cache has an older one.
+          policy: spec!.pull?.newer ? 'always' : 'missing',
           file: basename(spec!.path),
           ...(spec!.pull?.expected && { expected: spec!.pull.expected }),
         },

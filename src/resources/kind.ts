@@ -56,7 +56,9 @@ export type Cause =
   /** Not in the file any more: a removed service, a replica beyond `replicas`. */
   | 'not-in-file'
   /** Recorded by an older holos: the record is rewritten in the current form. */
-  | 'upgraded';
+  | 'upgraded'
+  /** `--pull always`: upstream serves a build the cache does not have. */
+  | 'upstream';
 
 /**
  * One step of a plan: a node of its graph. Plans are data: printed, serialised for

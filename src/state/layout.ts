@@ -1,5 +1,6 @@
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { digestCacheFile } from '../images/store.js';
 import type { InstanceFiles } from '../qemu/argv.js';
 
 // Where everything of a project lives under the state dir (DESIGN.md §8). Pure: paths only.
@@ -59,7 +60,7 @@ export function projectLayout(relativeOrAbsolute: string, project: string): Proj
     sshDir: join(stateDir, 'ssh', project),
     volumesDir,
     volume: (name) => join(volumesDir, `${name}.qcow2`),
-    digestCache: join(stateDir, 'images', 'digests.json'),
+    digestCache: digestCacheFile(stateDir),
     instance: (name) => {
       // Asked for by every kind of every instance: made once per name.
       let layout = instances.get(name);

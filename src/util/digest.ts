@@ -52,10 +52,28 @@ async function cachedDigest(path: string, key: string, cacheFile: string): Promi
   let sha256 = cache[key];
   if (!sha256) {
     sha256 = await sha256Of(path);
-    await mkdir(dirname(cacheFile), { recursive: true, mode: 0o700 });
-    // Read again just before writing: another holos may have added its own entry meanwhile.
-    const fresh = (await readJson<Cache>(cacheFile)) ?? {};
-    await writeAtomically(cacheFile, `${JSON.stringify({ ...fresh, [key]: sha256 })}\n`);
+    await remember(cacheFile, key, sha256);
   }
   return sha256;
+}
+
+async function remember(cacheFile: string, key: string, sha256: string): Promise<void> {
+  await mkdir(dirname(cacheFile), { recursive: true, mode: 0o700 });
+  // Read again just before writing: another holos may have added its own entry meanwhile.
+  const fresh = (await readJson<Cache>(cacheFile)) ?? {};
+  await writeAtomically(cacheFile, `${JSON.stringify({ ...fresh, [key]: sha256 })}\n`);
+}
+
+/** Records the digest of a file just written whose bytes were hashed on the way (a pull). */
+export async function rememberDigest(path: string, cacheFile: string, sha256: string): Promise<void> {
+  await remember(cacheFile, keyOf(await stat(path)), sha256);
+}
+
+/** Drops the entry of a file about to be deleted, so the cache does not grow with every version. */
+export async function forgetDigest(path: string, cacheFile: string): Promise<void> {
+  const info = await stat(path).catch(() => undefined);
+  const cache = info && (await readJson<Cache>(cacheFile));
+  if (!info || !cache?.[keyOf(info)]) return;
+  const { [keyOf(info)]: _gone, ...rest } = cache;
+  await writeAtomically(cacheFile, `${JSON.stringify(rest)}\n`);
 }
