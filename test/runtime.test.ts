@@ -298,7 +298,7 @@ test('overlay.create and overlay.observe agree with qemu-img, also when disk_siz
   ] as const) {
     const spec = overlaySpec('vm', base, size);
     const label = `${base.format} base, size ${size}`;
-    await overlay.create(spec, 'qemu-img');
+    await overlay.create(spec, 'qemu-img', stateDir);
     const seen = await overlay.observeOverlay(spec);
     const [disk, backing] = backingChain(spec.path);
     assert.equal(disk!.format, 'qcow2', label);
@@ -323,7 +323,7 @@ test('overlay.diff: no disk → create, another base → recreate; create starts
   assert.deepEqual(diskDiff(spec, await overlay.observeOverlay(spec), 'running'), [
     { kind: 'overlay', name: 'vm-x', instance: 'vm-x', verb: 'create', reason: 'no root disk' },
   ]);
-  await overlay.create(spec, 'qemu-img');
+  await overlay.create(spec, 'qemu-img', stateDir);
   writePattern(spec.path, 0xab);
 
   const moved = { ...spec, base: newBase };
@@ -339,7 +339,7 @@ test('overlay.diff: no disk → create, another base → recreate; create starts
   assert.deepEqual(diskDiff(moved, await overlay.observeOverlay(spec), 'stopped'), []);
 
   assert.equal(holdsPattern(spec.path, 0xab), true);
-  await overlay.create(moved, 'qemu-img');
+  await overlay.create(moved, 'qemu-img', stateDir);
   assert.equal(holdsPattern(spec.path, 0xab), false);
   assert.equal(holdsPattern(spec.path, 0), true);
   assert.equal(backingChain(spec.path)[0]!['backing-filename'], newBase.path);
@@ -350,7 +350,7 @@ test('overlay: a base that moved (renamed, or copied and deleted) is rebased wit
   if (!needsTools(t)) return;
   const base = baseImage('moving.qcow2', 'qcow2');
   const spec = overlaySpec('vm-m', base);
-  await overlay.create(spec, 'qemu-img');
+  await overlay.create(spec, 'qemu-img', stateDir);
   writePattern(spec.path, 0xcd);
   const inode = statSync(spec.path).ino;
   const rebased = async (to: string, how: string) => {
@@ -366,7 +366,7 @@ test('overlay: a base that moved (renamed, or copied and deleted) is rebased wit
         reason: `the base image moved from ${seen.backingFile} to ${to}; same file`,
       },
     ]);
-    await overlay.rebase(moved, 'qemu-img');
+    await overlay.rebase(moved, 'qemu-img', stateDir);
     assert.deepEqual(diskDiff(moved, await overlay.observeOverlay(moved), 'running'), [], how);
     assert.equal(backingChain(spec.path)[0]!['backing-filename'], to, how);
     assert.equal(statSync(spec.path).ino, inode, `${how}: the same disk`);
@@ -540,7 +540,7 @@ volumes:
   // Seeds rendered with the real keys now, as converge does after the preparation.
   const prepared = await planNow();
   for (const d of prepared.desired.instances) {
-    await overlay.create(d.overlay, 'qemu-img');
+    await overlay.create(d.overlay, 'qemu-img', stateDir);
     await seed.write(d.seed);
   }
   const made = await planNow();
@@ -570,7 +570,7 @@ test('a relative state dir still gives absolute paths, so a catalog image can ba
     assert.ok(isAbsolute(path), path);
   mkdirSync(dirname(app!.overlay.base.path), { recursive: true });
   qemuImg('create', '-q', '-f', 'qcow2', app!.overlay.base.path, String(16 * MiB));
-  await overlay.create(app!.overlay, 'qemu-img');
+  await overlay.create(app!.overlay, 'qemu-img', stateDir);
   assert.deepEqual(diskDiff(app!.overlay, await overlay.observeOverlay(app!.overlay), 'running'), []);
   assert.equal(backingChain(app!.overlay.path)[1]!.filename, app!.overlay.base.path);
 });

@@ -1,13 +1,11 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { rememberDigest } from '../util/digest.js';
 import { UserError } from '../errors.js';
 import { acquireLock } from '../state/lock.js';
 import { findDigest } from './checksums.js';
 import { download, fetchText, head, type Algo, type Digest, type DownloadProgress } from './download.js';
 import { mirrored, type ImageSource } from './source.js';
 import {
-  digestCacheFile,
   imageLockDir,
   imagesDir,
   nextVersionFile,
@@ -104,9 +102,6 @@ async function pullLocked(options: PullOptions): Promise<Pulled> {
     ...(options.onProgress && { onProgress: options.onProgress }),
     ...(options.signal && { signal: options.signal }),
   });
-  // The overlay records its base's sha256 (util/digest.ts): it was computed on the way in, so
-  // the first disk made on this image does not read it all again.
-  await rememberDigest(path, digestCacheFile(stateDir), got.sha256);
   const digest = formatDigest(got.digest);
   const same = record?.versions.find((v) => v.digest === digest && v.file !== file);
   if (same) {

@@ -37,6 +37,8 @@ export interface ImageSpec {
   pull?: { expected?: string; size?: number; newer: boolean };
   /** A version newer than the chosen one is in the cache. */
   newer?: ImageVersion;
+  /** The digest the chosen version was (or is to be) verified with; absent for a local file. */
+  digest?: string;
 }
 
 export interface ImageObserved {
@@ -116,9 +118,12 @@ function baseOf(
     locked: entry?.digest,
     upstream: inputs.upstream?.[source.key],
   });
+  const digest =
+    choice.expected ?? inputs.records[source.key]?.versions.find((v) => v.file === choice.file)?.digest;
   return {
     name: source.name,
     path: versionPath(stateDir, choice.file),
+    ...(digest && { digest }),
     format: source.format,
     source,
     ...(choice.pull && {

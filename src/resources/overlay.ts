@@ -1,5 +1,6 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { readImageRecord } from '../images/store.js';
 import { readQcow2Header } from '../observe/qcow2.js';
 import { identifyFile, type FileIdentity } from '../util/digest.js';
 import { isMissing, readJson, writeAtomically } from '../util/fs.js';
@@ -60,11 +61,20 @@ async function sameBase(spec: OverlaySpec, was: string): Promise<'same' | 'other
   if (!now) return 'other';
   const before = await stat(was).catch(() => undefined);
   if (before) return before.dev === now.dev && before.ino === now.ino ? 'same' : 'other';
-  const recorded = await readJson<FileIdentity>(spec.baseRecord);
+  const recorded = await readJson<BaseRecord>(spec.baseRecord);
   if (recorded?.path !== was || recorded.size !== now.size) return 'other';
+  // A cached image's digest was verified when it was pulled: no need to hash it again.
+  if (spec.base.digest !== undefined || recorded.digest !== undefined)
+    return spec.base.digest === recorded.digest ? 'same' : 'other';
   const current = await identifyFile(spec.base.path, spec.digestCache);
   return current.sha256 === recorded.sha256 ? 'same' : 'other';
 }
+
+/**
+ * `disk.base.json`: the base's file identity, with its sha256 (a local file, hashed once per
+ * version of it) or the digest a cached image was verified with when it was pulled.
+ */
+type BaseRecord = Omit<FileIdentity, 'sha256'> & { sha256?: string; digest?: string };
 
 /**
  * Drift of the disk itself (missing, on another base, or on the same base moved); whether a
@@ -104,7 +114,7 @@ export function drift(spec: OverlaySpec, observed: OverlayObserved): Change | un
 }
 
 /** Makes a fresh overlay, replacing any old one: the instance's root disk starts over. */
-export async function create(spec: OverlaySpec, qemuImg: string): Promise<void> {
+export async function create(spec: OverlaySpec, qemuImg: string, stateDir: string): Promise<void> {
   await mkdir(dirname(spec.path), { recursive: true, mode: 0o700 });
   await rm(spec.path, { force: true });
   const size = spec.size === undefined ? [] : [String(spec.size)];
@@ -122,19 +132,31 @@ export async function create(spec: OverlaySpec, qemuImg: string): Promise<void> 
   ];
   const { execa } = await import('execa');
   await execa(qemuImg, args);
-  await recordBase(spec);
+  await recordBase(spec, stateDir);
 }
 
 /** Points the disk at the base's new path; its data is untouched (`-u`: same base content). */
-export async function rebase(spec: OverlaySpec, qemuImg: string): Promise<void> {
+export async function rebase(spec: OverlaySpec, qemuImg: string, stateDir: string): Promise<void> {
   const { execa } = await import('execa');
   await execa(qemuImg, ['rebase', '-u', '-F', spec.base.format, '-b', spec.base.path, spec.path]);
-  await recordBase(spec);
+  await recordBase(spec, stateDir);
 }
 
-async function recordBase(spec: OverlaySpec): Promise<void> {
-  const identity = await identifyFile(spec.base.path, spec.digestCache);
-  await writeAtomically(spec.baseRecord, `${JSON.stringify(identity)}\n`);
+async function recordBase(spec: OverlaySpec, stateDir: string): Promise<void> {
+  // A cached image pulled in this very apply: its digest is in the cache's record by now.
+  const { source } = spec.base;
+  const digest =
+    spec.base.digest ??
+    (source &&
+      (await readImageRecord(stateDir, source))?.versions.find((v) => v.file === basename(spec.base.path))
+        ?.digest);
+  let record: BaseRecord;
+  if (digest === undefined) record = await identifyFile(spec.base.path, spec.digestCache);
+  else {
+    const { dev, ino, size, mtimeMs } = await stat(spec.base.path);
+    record = { path: spec.base.path, dev, ino, size, mtimeMs, digest };
+  }
+  await writeAtomically(spec.baseRecord, `${JSON.stringify(record)}\n`);
 }
 
 /** The root disk of each instance, on its service's base image. */
@@ -190,8 +212,8 @@ export const overlay: Kind<'overlay', OverlaySpec, OverlayObserved> = {
   },
 
   execute: {
-    create: ({ spec }, ctx) => create(spec!, ctx.qemu.img),
-    recreate: ({ spec }, ctx) => create(spec!, ctx.qemu.img),
-    rebase: ({ spec }, ctx) => rebase(spec!, ctx.qemu.img),
+    create: ({ spec }, ctx) => create(spec!, ctx.qemu.img, ctx.layout.stateDir),
+    recreate: ({ spec }, ctx) => create(spec!, ctx.qemu.img, ctx.layout.stateDir),
+    rebase: ({ spec }, ctx) => rebase(spec!, ctx.qemu.img, ctx.layout.stateDir),
   },
 };

@@ -52,21 +52,12 @@ async function cachedDigest(path: string, key: string, cacheFile: string): Promi
   let sha256 = cache[key];
   if (!sha256) {
     sha256 = await sha256Of(path);
-    await remember(cacheFile, key, sha256);
+    await mkdir(dirname(cacheFile), { recursive: true, mode: 0o700 });
+    // Read again just before writing: another holos may have added its own entry meanwhile.
+    const fresh = (await readJson<Cache>(cacheFile)) ?? {};
+    await writeAtomically(cacheFile, `${JSON.stringify({ ...fresh, [key]: sha256 })}\n`);
   }
   return sha256;
-}
-
-async function remember(cacheFile: string, key: string, sha256: string): Promise<void> {
-  await mkdir(dirname(cacheFile), { recursive: true, mode: 0o700 });
-  // Read again just before writing: another holos may have added its own entry meanwhile.
-  const fresh = (await readJson<Cache>(cacheFile)) ?? {};
-  await writeAtomically(cacheFile, `${JSON.stringify({ ...fresh, [key]: sha256 })}\n`);
-}
-
-/** Records the digest of a file just written whose bytes were hashed on the way (a pull). */
-export async function rememberDigest(path: string, cacheFile: string, sha256: string): Promise<void> {
-  await remember(cacheFile, keyOf(await stat(path)), sha256);
 }
 
 /** Drops the entry of a file about to be deleted, so the cache does not grow with every version. */
