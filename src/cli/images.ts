@@ -6,11 +6,10 @@ import { loadCompose } from '../compose/load.js';
 import { resolveProject } from '../compose/resolve.js';
 import { formatBytes } from '../compose/units.js';
 import { UserError } from '../errors.js';
-import type { Emit } from '../events.js';
 import { catalog, isLocalImage } from '../images/catalog.js';
 import { readImageLock, writeImageLock, type LockEntry } from '../images/lockfile.js';
 import { parseDigest } from '../images/pull.js';
-import { sourceOf, type ImageSource } from '../images/source.js';
+import { sourceOf, sourcesOf, type ImageSource } from '../images/source.js';
 import {
   digestCacheFile,
   imageLockDir,
@@ -30,12 +29,9 @@ import { openProject } from '../session.js';
 import { acquireLock } from '../state/lock.js';
 import { forgetDigest } from '../util/digest.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
-import { eventPrinter, formatEvent, table } from './output.js';
+import { eventPrinter, formatEvent, shortDigest, table } from './output.js';
 
 // `holos pull` and `holos images`: the image cache (images/store.ts) for people.
-
-const short = (digest: string | undefined) =>
-  digest ? `${digest.slice(0, digest.indexOf(':') + 17)}…` : 'unverified';
 
 function sourceNamed(ref: string): ImageSource {
   const source = sourceOf(ref);
@@ -46,15 +42,7 @@ function sourceNamed(ref: string): ImageSource {
 /** The catalog and URL images the compose file's services use, with the lock file's pins. */
 function composeImages(globals: GlobalOptions) {
   const loaded = loadCompose({ cwd: process.cwd(), file: globals.file, projectName: globals.projectName });
-  const sources = new Map<string, ImageSource>();
-  for (const service of resolveProject(loaded).services)
-    if (service.image.source) sources.set(service.image.source.key, service.image.source);
-  return { dir: loaded.dir, sources: [...sources.values()] };
-}
-
-function emitter(json: boolean): Emit {
-  const print = eventPrinter(json);
-  return (event) => print(event);
+  return { dir: loaded.dir, sources: sourcesOf(resolveProject(loaded).services) };
 }
 
 /**
@@ -64,7 +52,7 @@ function emitter(json: boolean): Emit {
  */
 export async function pull(globals: GlobalOptions, refs: string[], options: { json?: boolean }) {
   const stateDir = stateDirOf(globals);
-  const emit = emitter(options.json ?? false);
+  const emit = eventPrinter(options.json ?? false);
   let sources: ImageSource[];
   let lock: Record<string, LockEntry> = {};
   if (refs.length > 0) {
@@ -158,7 +146,7 @@ export async function list(globals: GlobalOptions, options: { format: string }) 
         `${r.name}${r.current ? '' : ' (older)'}`,
         r.file,
         formatBytes(r.size),
-        short(r.digest),
+        shortDigest(r.digest),
         r.pulled_at.slice(0, 10),
         r.used_by.join(', ') || '-',
       ]),
@@ -264,7 +252,7 @@ export async function verify(globals: GlobalOptions, refs: string[]) {
         continue;
       }
       const got = await digestOf(versionPath(stateDir, v.file), parseDigest(v.digest).algo);
-      if (got === v.digest) console.log(`${record.name} ${v.file}: ok (${short(v.digest)})`);
+      if (got === v.digest) console.log(`${record.name} ${v.file}: ok (${shortDigest(v.digest)})`);
       else {
         console.log(`${record.name} ${v.file}: MISMATCH: expected ${v.digest}, got ${got}`);
         bad.push(v.file);
@@ -289,7 +277,7 @@ export async function lock(globals: GlobalOptions, options: { json?: boolean }) 
   });
   const services = session.project.services.map((s) => s.name);
   const { desired } = await planSession(session, targetsFor('plan', services));
-  const emit = emitter(options.json ?? false);
+  const emit = eventPrinter(options.json ?? false);
   const entries: Record<string, LockEntry> = {};
   for (const spec of desired.specs.image.values()) {
     if (!spec.source) continue;
@@ -308,6 +296,6 @@ export async function lock(globals: GlobalOptions, options: { json?: boolean }) 
   }
   const written = await writeImageLock(session.project.dir, entries);
   for (const [name, entry] of Object.entries(entries))
-    console.log(`${name}: ${short(entry.digest)} ${entry.url}`);
+    console.log(`${name}: ${shortDigest(entry.digest)} ${entry.url}`);
   console.log(`wrote ${written}`);
 }

@@ -46,6 +46,10 @@ function describePatch(action: Action): string[] {
   });
 }
 
+/** `sha512:e70c566149fc2f2a…`: the algorithm and 16 hex digits; `unverified` for a file placed by hand. */
+export const shortDigest = (digest: string | undefined) =>
+  digest ? `${digest.slice(0, digest.indexOf(':') + 17)}…` : 'unverified';
+
 /** `plan --json`: the plan as it is, data only (schema_version 1; fields are only ever added). */
 export const planJson = (plan: Plan): string => JSON.stringify(plan);
 

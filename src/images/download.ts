@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
 import { UserError } from '../errors.js';
 import { readJson, writeAtomically } from '../util/fs.js';
+import type { Algo } from './catalog.js';
 
 // The one HTTP client of holos: base images and their checksum lists. A base image is big and
 // its mirror may be slow or cut, so a download resumes where it stopped, but only from a partial
@@ -13,7 +14,7 @@ import { readJson, writeAtomically } from '../util/fs.js';
 // file is never spliced with a changed upstream, and the digest is checked over the whole file.
 // Two downloads of one dest at once are not guarded here: pull holds the image's lock around it.
 
-export type Algo = 'sha256' | 'sha512';
+export type { Algo } from './catalog.js';
 export interface Digest {
   algo: Algo;
   hex: string; // lowercase

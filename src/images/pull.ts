@@ -3,7 +3,15 @@ import { basename } from 'node:path';
 import { UserError } from '../errors.js';
 import { acquireLock } from '../state/lock.js';
 import { findDigest } from './checksums.js';
-import { download, fetchText, head, type Algo, type Digest, type DownloadProgress } from './download.js';
+import {
+  download,
+  fetchText,
+  formatDigest,
+  head,
+  type Algo,
+  type Digest,
+  type DownloadProgress,
+} from './download.js';
 import { mirrored, type ImageSource } from './source.js';
 import {
   imageLockDir,
@@ -49,7 +57,6 @@ export const parseDigest = (text: string): Digest => {
   const [algo, hex] = text.split(':') as [Algo, string];
   return { algo, hex };
 };
-const formatDigest = (d: Digest) => `${d.algo}:${d.hex}`;
 
 export async function pullImage(options: PullOptions): Promise<Pulled> {
   const { stateDir, source } = options;
@@ -103,9 +110,10 @@ async function pullLocked(options: PullOptions): Promise<Pulled> {
     ...(options.signal && { signal: options.signal }),
   });
   const digest = formatDigest(got.digest);
+  // Upstream served bytes already cached (a URL without a checksum, downloaded to compare): the
+  // copy goes, unless a plan named this file for disks to be made on.
   const same = record?.versions.find((v) => v.digest === digest && v.file !== file);
-  if (same) {
-    // Upstream served bytes already cached (a URL without a checksum, re-downloaded to compare).
+  if (same && options.file === undefined) {
     await rm(path, { force: true });
     return settle(stateDir, record!, same, false, true);
   }
@@ -132,8 +140,9 @@ async function settle(
   makeCurrent: boolean,
 ): Promise<Pulled> {
   const next = makeCurrent ? { ...record, current: version.file } : record;
-  if (downloaded || next.current !== record.current || !record.versions[0]?.url)
-    await writeImageRecord(stateDir, next);
+  // A file placed by hand has no record yet (store.ts adopts it, with no URL): it gets one.
+  const adopted = record.versions.some((v) => v.url === '');
+  if (downloaded || next.current !== record.current || adopted) await writeImageRecord(stateDir, next);
   return { record: next, version, path: versionPath(stateDir, version.file), downloaded };
 }
 

@@ -54,3 +54,10 @@ export function mirrored(url: string, mirror = process.env.HOLOS_IMAGE_MIRROR): 
   const upstream = new URL(url);
   return `${mirror.replace(/\/+$/, '')}/${upstream.host}${upstream.pathname}${upstream.search}`;
 }
+
+/** The distinct catalog and URL images of some services (local files have no source). */
+export function sourcesOf(services: readonly { image: { source?: ImageSource } }[]): ImageSource[] {
+  const sources = new Map<string, ImageSource>();
+  for (const { image } of services) if (image.source) sources.set(image.source.key, image.source);
+  return [...sources.values()];
+}

@@ -7,7 +7,8 @@ import type { Desired } from './desired.js';
 import type { ImageInputs } from '../resources/image.js';
 import { readImageRecord, type Upstream } from '../images/store.js';
 import { publishedDigest, unchangedUpstream } from '../images/pull.js';
-import type { ImageSource } from '../images/source.js';
+import { formatDigest } from '../images/download.js';
+import { sourcesOf } from '../images/source.js';
 
 // Observed state: what is really on the host, for every resource the file names and every
 // resource of the project on the host that it no longer names (a removed service's instances,
@@ -31,24 +32,21 @@ export async function observeImages(
   layout: ProjectLayout,
   inputs: Omit<ImageInputs, 'records'>,
 ): Promise<ImageInputs> {
-  const sources = new Map<string, ImageSource>();
-  for (const service of project.services)
-    if (service.image.source) sources.set(service.image.source.key, service.image.source);
+  const sources = sourcesOf(project.services);
   const records = Object.fromEntries(
     await Promise.all(
-      [...sources].map(
-        async ([key, source]) => [key, await readImageRecord(layout.stateDir, source)] as const,
-      ),
+      sources.map(async (source) => [source.key, await readImageRecord(layout.stateDir, source)] as const),
     ),
   );
   if (inputs.policy !== 'always') return { ...inputs, records };
   // --pull always: ask upstream what it serves now (images the lock file pins need no asking).
   const upstream = await Promise.all(
-    [...sources]
-      .filter(([, source]) => !inputs.lock?.images[source.name])
-      .map(async ([key, source]): Promise<[string, Upstream]> => {
+    sources
+      .filter((source) => !inputs.lock?.images[source.name])
+      .map(async (source): Promise<[string, Upstream]> => {
+        const { key } = source;
         const digest = await publishedDigest(source);
-        if (digest) return [key, { digest: `${digest.algo}:${digest.hex}` }];
+        if (digest) return [key, { digest: formatDigest(digest) }];
         const record = records[key];
         const current = record?.versions.find((v) => v.file === record.current);
         return [key, { unchanged: current !== undefined && (await unchangedUpstream(source, current)) }];
