@@ -343,7 +343,8 @@ e2eTest('access: exec, console, logs, ssh-config on a pulled debian:12 VM', asyn
             await tmux.keys('echo "still here"', 'Enter');
             await tmux.waitFor(/^still here *$/m, 'the session after Ctrl-C');
             await tmux.keys('exit 7', 'Enter');
-            const screen = await tmux.waitFor(/^EXIT=7 *$/m, "the shell's exit status");
+            // Until stty's modes are on screen too: they follow the status a moment later.
+            const screen = await tmux.waitFor(/^EXIT=7 *$[\s\S]*icanon/m, "the shell's exit status");
             assertCookedTerminal(screen);
           } finally {
             await tmux.kill();
@@ -367,7 +368,7 @@ e2eTest('access: exec, console, logs, ssh-config on a pulled debian:12 VM', asyn
           await tmux.keys(user, 'Enter');
           await tmux.waitFor(/^Password: *$/m, 'the password prompt (input reaches the guest)');
           await tmux.keys('C-]');
-          const screen = await tmux.waitFor(/^EXIT=0 *$/m, 'holos console to end');
+          const screen = await tmux.waitFor(/^EXIT=0 *$[\s\S]*icanon/m, 'holos console to end');
           assert.match(screen, /holos: detached from the serial console of app-0\n/);
           assertCookedTerminal(screen);
         } finally {
