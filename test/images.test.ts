@@ -483,3 +483,44 @@ test('pull goes through HTTP_PROXY (unless NO_PROXY names the host)', async () =
     await new Promise((resolve) => proxy.close(resolve));
   }
 });
+
+test('on a terminal the download is one live line, redrawn in place and cleared for the result', async () => {
+  await mirror.serveAs('debian:12', image);
+  const where = place();
+  const socket = `holos-images-${process.pid}`;
+  const tmux = (...args: string[]) => execFileSync('tmux', ['-L', socket, ...args], { encoding: 'utf8' });
+  const env = Object.entries({
+    HOLOS_STATE_DIR: where.state,
+    HOLOS_IMAGE_MIRROR: mirror.url,
+    NO_PROXY: '127.0.0.1',
+  });
+  const command = [
+    'env',
+    ...env.map(([k, v]) => `${k}=${v}`),
+    process.execPath,
+    '--import',
+    import.meta.resolve('tsx'),
+    cli,
+    'pull',
+    'debian:12',
+  ].join(' ');
+  tmux('new-session', '-d', '-s', 'main', '-x', '160', '-y', '20', `${command}; echo EXIT=$?; exec sleep 60`);
+  try {
+    let screen = '';
+    for (const deadline = Date.now() + 60_000; !/^EXIT=\d+/m.test(screen) && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      screen = tmux('capture-pane', '-p', '-J', '-t', 'main');
+    }
+    assert.match(screen, /^EXIT=0/m, screen);
+    const lines = screen.split('\n').filter((l) => l.trim() !== '');
+    // The live line ("… of … (n%)") was drawn at the first chunk and cleared: only results stay.
+    assert.deepEqual(
+      lines.map((l) =>
+        l.replace(/[\d.]+ (KiB|MiB)(\/s)?/g, 'N').replace(/\S*debian-12\.qcow2 \(sha512:\w+…/, 'FILE'),
+      ),
+      ['image debian:12: downloaded N at N', 'debian:12: pulled FILE, N)', 'EXIT=0'],
+    );
+  } finally {
+    tmux('kill-server');
+  }
+});
