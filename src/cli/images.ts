@@ -87,7 +87,8 @@ export async function pull(globals: GlobalOptions, refs: string[], options: { js
   }
 }
 
-interface CachedRow {
+/** A row of `holos images --format json`'s `cached`: one file of the cache. */
+export interface CachedRow {
   name: string;
   file: string;
   current: boolean;

@@ -22,6 +22,7 @@ import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatBytes } from '../../src/compose/units.js';
 import type { Stamped } from '../../src/events.js';
+import type { CachedRow } from '../../src/cli/images.js';
 import type { Plan } from '../../src/reconcile/plan.js';
 import { projectLayout } from '../../src/state/layout.js';
 import { fingerprintOfLine } from '../../src/ssh/session.js';
@@ -50,17 +51,6 @@ const BOOT_WAIT_MS = 2 * BOOT_TIMEOUT_MS;
 const bootWait = `${Math.ceil(BOOT_WAIT_MS / 1000)}s`;
 /** The login user of debian:12 (the catalog's), which holos creates with the project key. */
 const user = 'debian';
-
-/** A row of `holos images --format json`'s `cached`. */
-interface CachedImage {
-  name: string;
-  file: string;
-  current: boolean;
-  size: number;
-  digest?: string;
-  url: string;
-  used_by: string[];
-}
 
 const actionList = (plan: Plan) => plan.actions.map((a) => `${a.id} ${a.verb}`);
 
@@ -177,8 +167,7 @@ e2eTest('access: exec, console, logs, ssh-config on a pulled debian:12 VM', asyn
     const planOf = async (args: string[] = [], cwd?: string) =>
       JSON.parse((await holosOk(['plan', '--json', ...args], { ...(cwd && { cwd }) })).stdout) as Plan;
     const cached = async () =>
-      (JSON.parse((await holosOk(['images', '--format', 'json'])).stdout) as { cached: CachedImage[] })
-        .cached;
+      (JSON.parse((await holosOk(['images', '--format', 'json'])).stdout) as { cached: CachedRow[] }).cached;
     /** The mirror's GETs of the debian:12 file: `full` or the Range asked. */
     const imageGets = async () =>
       (await mirror.requestsOf('debian:12')).image
