@@ -20,7 +20,10 @@ export interface Targets {
   existingOnly?: boolean;
   /** `down --volumes`: the project's named volumes go too, once its instances are gone. */
   removeVolumes?: boolean;
-  /** `--pull`: `missing` (the default) pulls what is not cached, `never` refuses to. */
+  /**
+   * `--pull`: `missing` (the default) pulls what is not cached, `always` also what upstream
+   * changed (observe asked it), `never` refuses to download.
+   */
   pull?: PullPolicy;
   /** `--locked`: every catalog or URL image must be pinned by holos.images.lock. */
   locked?: boolean;
