@@ -1,7 +1,5 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
+import { basename } from 'node:path';
 import { loadCompose } from '../compose/load.js';
 import { resolveProject } from '../compose/resolve.js';
 import { formatBytes } from '../compose/units.js';
@@ -13,7 +11,6 @@ import { sourceOf, sourcesOf, type ImageSource } from '../images/source.js';
 import {
   digestCacheFile,
   imageLockDir,
-  imageUsers,
   listImageRecords,
   readImageRecord,
   recordFile,
@@ -26,8 +23,9 @@ import { planSession } from '../reconcile/converge.js';
 import { targetsFor } from '../reconcile/targets.js';
 import { pullWithEvents } from '../resources/image.js';
 import { openProject } from '../session.js';
+import { imageUsers } from '../state/inspect.js';
 import { acquireLock } from '../state/lock.js';
-import { forgetDigest } from '../util/digest.js';
+import { forgetDigest, hashFile } from '../util/digest.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
 import { eventPrinter, formatEvent, shortDigest, table } from './output.js';
 
@@ -232,11 +230,7 @@ export async function prune(globals: GlobalOptions, options: { dryRun?: boolean 
   console.log(`${options.dryRun ? 'would free' : 'freed'} ${formatBytes(freed)}`);
 }
 
-async function digestOf(path: string, algo: 'sha256' | 'sha512'): Promise<string> {
-  const hash = createHash(algo);
-  await pipeline(createReadStream(path), hash);
-  return `${algo}:${hash.digest('hex')}`;
-}
+const digestOf = async (path: string, algo: 'sha256' | 'sha512') => `${algo}:${await hashFile(path, algo)}`;
 
 /** `holos images verify [image…]`: hashes cached files again against the digests they were pulled with. */
 export async function verify(globals: GlobalOptions, refs: string[]) {
@@ -282,7 +276,7 @@ export async function lock(globals: GlobalOptions, options: { json?: boolean }) 
   const entries: Record<string, LockEntry> = {};
   for (const spec of desired.specs.image.values()) {
     if (!spec.source) continue;
-    const file = spec.path.slice(spec.path.lastIndexOf('/') + 1);
+    const file = basename(spec.path);
     const pulled = await pullWithEvents(
       spec.source,
       { stateDir, policy: 'missing', file, ...(spec.pull?.expected && { expected: spec.pull.expected }) },

@@ -1,6 +1,5 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readQcow2Header, type Qcow2Header } from '../observe/qcow2.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 import type { ImageSource } from './source.js';
 
@@ -150,26 +149,4 @@ export function chooseVersion({ source, record, pinned, locked, upstream }: Choi
   const chosen = versions.find((v) => v.file === pinned) ?? current;
   if (!chosen) return { file: nextVersionFile(source, record), pull: true };
   return { file: chosen.file, pull: false, ...(current && current !== chosen && { newer: current }) };
-}
-
-/**
- * Which instances' disks are made on each file of the images directory, by reading the backing
- * chain of every root disk in the state dir (`<project>/<instance>` by absolute path).
- */
-export async function imageUsers(stateDir: string): Promise<Map<string, string[]>> {
-  const users = new Map<string, string[]>();
-  const root = join(stateDir, 'instances');
-  for (const project of await readdir(root).catch(() => [])) {
-    for (const instance of await readdir(join(root, project)).catch(() => [])) {
-      const seen = new Set<string>();
-      let path: string | undefined = join(root, project, instance, 'disk.qcow2');
-      while (path && !seen.has(path)) {
-        seen.add(path);
-        const header: Qcow2Header | undefined = await readQcow2Header(path).catch(() => undefined);
-        path = header?.backingFile;
-        if (path) users.set(path, [...(users.get(path) ?? []), `${project}/${instance}`]);
-      }
-    }
-  }
-  return users;
 }

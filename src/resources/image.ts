@@ -61,7 +61,7 @@ export interface ImageInputs {
   policy: PullPolicy;
 }
 
-export const noImageInputs: ImageInputs = { records: {}, pins: {}, policy: 'missing' };
+const noImageInputs: ImageInputs = { records: {}, pins: {}, policy: 'missing' };
 
 /**
  * The image of a service, by its name in the plan. One local file read as two formats is two

@@ -1,7 +1,9 @@
 import { readdir } from 'node:fs/promises';
 import { isOurQemu, readPid } from '../observe/process.js';
 import { queryStatus } from '../observe/qmp.js';
-import type { InstanceLayout, ProjectLayout } from './layout.js';
+import { join } from 'node:path';
+import { readQcow2Header, type Qcow2Header } from '../observe/qcow2.js';
+import { projectLayout, type InstanceLayout, type ProjectLayout } from './layout.js';
 import { readApplied, type AppliedRecord } from './records.js';
 
 // What is on the host now for an instance: the one reader of an instance directory (after
@@ -97,4 +99,26 @@ export async function inspectProject(
   const names = await instancesOnDisk(layout);
   const states = await Promise.all(names.map((name) => inspect(name, layout.instance(name), options)));
   return states.sort((a, b) => a.service.localeCompare(b.service) || a.index - b.index);
+}
+
+/**
+ * Which instances' disks are made on each file (the image cache's, by absolute path), from the
+ * backing chain of every root disk in the state dir, as `<project>/<instance>`.
+ */
+export async function imageUsers(stateDir: string): Promise<Map<string, string[]>> {
+  const users = new Map<string, string[]>();
+  for (const project of await readdir(join(stateDir, 'instances')).catch(() => [])) {
+    const layout = projectLayout(stateDir, project);
+    for (const instance of await instancesOnDisk(layout)) {
+      const seen = new Set<string>();
+      let path: string | undefined = layout.instance(instance).overlay;
+      while (path && !seen.has(path)) {
+        seen.add(path);
+        const header: Qcow2Header | undefined = await readQcow2Header(path).catch(() => undefined);
+        path = header?.backingFile;
+        if (path) users.set(path, [...(users.get(path) ?? []), `${project}/${instance}`]);
+      }
+    }
+  }
+  return users;
 }

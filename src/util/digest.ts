@@ -23,8 +23,9 @@ type Cache = Record<string, string>;
 const keyOf = (info: { dev: number; ino: number; size: number; mtimeMs: number }) =>
   `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}`;
 
-async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
+/** The hex digest of a file's bytes, streamed (base images are gigabytes). */
+export async function hashFile(path: string, algo: 'sha256' | 'sha512'): Promise<string> {
+  const hash = createHash(algo);
   await pipeline(createReadStream(path), hash);
   return hash.digest('hex');
 }
@@ -51,7 +52,7 @@ async function cachedDigest(path: string, key: string, cacheFile: string): Promi
   const cache = (await readJson<Cache>(cacheFile)) ?? {};
   let sha256 = cache[key];
   if (!sha256) {
-    sha256 = await sha256Of(path);
+    sha256 = await hashFile(path, 'sha256');
     await mkdir(dirname(cacheFile), { recursive: true, mode: 0o700 });
     // Read again just before writing: another holos may have added its own entry meanwhile.
     const fresh = (await readJson<Cache>(cacheFile)) ?? {};

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { findCatalogImage } from '../../src/images/catalog.js';
+import { hashFile } from '../../src/util/digest.js';
 import { mirrored } from '../../src/images/source.js';
 import { startImageServer, type ImageServer } from './image-server.js';
 
@@ -16,8 +15,7 @@ export function digestOf(file: string, algo: 'sha256' | 'sha512'): Promise<strin
   const id = `${algo}:${file}`;
   let found = digests.get(id);
   if (!found) {
-    const hash = createHash(algo);
-    found = pipeline(createReadStream(file), hash).then(() => hash.digest('hex'));
+    found = hashFile(file, algo);
     digests.set(id, found);
   }
   return found;
