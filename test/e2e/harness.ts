@@ -6,7 +6,7 @@
 // Without QEMU or the image, e2e tests skip with a visible reason locally and fail under CI.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -238,7 +238,7 @@ let accelPromise: Promise<Accel> | undefined;
 /**
  * KVM if it really boots the test image's kernel here, else TCG. `HOLOS_ACCEL=kvm|tcg` forces
  * it. Tries `-cpu host`, then `host,-arch-capabilities` (nested hosts that reject that MSR).
- * Cached per process.
+ * Cached per process, and in a file beside the test image for this boot of the host.
  */
 export function accel(): Promise<Accel> {
   accelPromise ??= (async () => {
@@ -254,15 +254,39 @@ export function accel(): Promise<Accel> {
     const tools = qemuTools();
     const image = await testImage();
     if (!tools || !image) return tcgAccel('no QEMU or no test image to probe with');
-    let last = '';
-    for (const cpu of ['host', 'host,-arch-capabilities']) {
-      const { ok, output } = await probeKernel(tools.system, kernelFor(image), cpu);
-      if (ok) return { kind: 'kvm', args: ['-accel', 'kvm', '-cpu', cpu] };
-      last = `-cpu ${cpu}: ${output.includes('Linux version') ? 'the kernel hung' : output.trim().split('\n')[0] || 'no kernel output'}`;
+    // Where KVM hangs, the probe waits out its timeout twice: 16 s for every e2e file. The
+    // answer holds until the host reboots or QEMU changes, so the files of a run share it.
+    const cacheFile = `${kernelFor(image)}.accel.json`;
+    const key = [
+      tools.system,
+      statSync(tools.system).mtimeMs,
+      readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    ].join(':');
+    try {
+      const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as { key: string; accel: Accel };
+      if (cached.key === key)
+        return {
+          ...cached.accel,
+          reason: cached.accel.reason && `${cached.accel.reason}; probed earlier this boot`,
+        };
+    } catch {
+      // No answer yet (or an unreadable one): probe.
     }
-    return tcgAccel(`KVM did not boot a kernel within ${PROBE_TIMEOUT_MS / 1000}s (${last})`);
+    const probed = await probeKvmWithKernel(tools.system, kernelFor(image));
+    await writeFile(cacheFile, JSON.stringify({ key, accel: probed }), { mode: 0o600 }).catch(() => {});
+    return probed;
   })();
   return accelPromise;
+}
+
+async function probeKvmWithKernel(qemu: string, kernel: string): Promise<Accel> {
+  let last = '';
+  for (const cpu of ['host', 'host,-arch-capabilities']) {
+    const { ok, output } = await probeKernel(qemu, kernel, cpu);
+    if (ok) return { kind: 'kvm', args: ['-accel', 'kvm', '-cpu', cpu] };
+    last = `-cpu ${cpu}: ${output.includes('Linux version') ? 'the kernel hung' : output.trim().split('\n')[0] || 'no kernel output'}`;
+  }
+  return tcgAccel(`KVM did not boot a kernel within ${PROBE_TIMEOUT_MS / 1000}s (${last})`);
 }
 
 // ---------------------------------------------------------------------------------------------
