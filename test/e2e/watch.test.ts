@@ -31,7 +31,7 @@ services:
   app:
     image: ${image}
     replicas: ${replicas}
-    stop_grace_period: 60s
+    stop_grace_period: 5s
 `;
 
 /** `holos watch --json` running inside the namespace, with its events collected as they come. */
