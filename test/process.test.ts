@@ -92,6 +92,14 @@ test('freePort gives a TCP port that isPortFree agrees is free', async () => {
   assert.equal(await isPortFree(port), true);
 });
 
+test('freePort never hands out a port twice, though the kernel offers one again once let go', async () => {
+  // VMs started at the same time each get their SSH forward from freePort before their QEMU
+  // binds it: the same port twice and one of them fails to start.
+  const ports: number[] = [];
+  for (let i = 0; i < 300; i++) ports.push(await freePort());
+  assert.equal(new Set(ports).size, ports.length);
+});
+
 test('a listening TCP port is taken, also when bound on the wildcard address', async () => {
   for (const host of ['127.0.0.1', '0.0.0.0']) {
     const server = createServer();

@@ -17,7 +17,9 @@ import { after, test, type TestContext } from 'node:test';
 import { resolveProject } from '../src/compose/resolve.js';
 import { UserError } from '../src/errors.js';
 import { isOurQemu, readPid } from '../src/observe/process.js';
+import { qemuBinaries } from '../src/qemu/binaries.js';
 import { launch, stopGracefully } from '../src/qemu/lifecycle.js';
+import { apply, startLimit } from '../src/reconcile/apply.js';
 import { desiredState } from '../src/reconcile/desired.js';
 import { observeKeys, observeState } from '../src/reconcile/observe.js';
 import { plan, type Plan } from '../src/reconcile/plan.js';
@@ -573,4 +575,70 @@ test('a relative state dir still gives absolute paths, so a catalog image can ba
   await overlay.create(app!.overlay, 'qemu-img', stateDir);
   assert.deepEqual(diskDiff(app!.overlay, await overlay.observeOverlay(app!.overlay), 'running'), []);
   assert.equal(backingChain(app!.overlay.path)[1]!.filename, app!.overlay.base.path);
+});
+
+test('apply: stops wait for no start slot, and a dependent still stops before what it depends on', async (t) => {
+  if (!needsTools(t)) return;
+  const resolved = resolveProject(
+    loadText(`
+name: halt
+services:
+  db:
+    image: ./base.qcow2
+    stop_grace_period: 300ms
+  web:
+    image: ./base.qcow2
+    replicas: 4
+    depends_on: [db]
+    stop_grace_period: 300ms
+`),
+  );
+  const haltLayout = projectLayout(stateDir, 'halt');
+  for (const { name } of resolved.instances) {
+    const files = haltLayout.instance(name);
+    mkdirSync(files.dir, { recursive: true });
+    await startGuestless(t, files); // held (-S): it ignores ACPI, so each stop waits out its grace
+  }
+  const desired = desiredState(resolved, haltLayout, await observeKeys(resolved, haltLayout));
+  const observed = await observeState(desired);
+  const stops = plan(desired, observed, { services: { db: 'stopped', web: 'stopped' } });
+  assert.deepEqual(stops.actions.map((a) => `${a.verb} ${a.name} after [${a.after.join(', ')}]`).sort(), [
+    'stop db-0 after [instance:web-0, instance:web-1, instance:web-2, instance:web-3]',
+    'stop web-0 after []',
+    'stop web-1 after []',
+    'stop web-2 after []',
+    'stop web-3 after []',
+  ]);
+
+  const events: string[] = [];
+  const result = await apply(stops, {
+    desired,
+    observed,
+    qemu: qemuBinaries(),
+    accel: () => Promise.reject(new Error('nothing starts')),
+    emit: (event) => {
+      if (event.type === 'action') events.push(`${event.phase} ${event.action.name}`);
+    },
+    startLimit: 1,
+  });
+  assert.deepEqual(result.problems, []);
+  // One start slot, yet the four web stops all began before any of them ended.
+  const firstDone = events.findIndex((e) => e.startsWith('done'));
+  assert.deepEqual(events.slice(0, firstDone).sort(), [
+    'start web-0',
+    'start web-1',
+    'start web-2',
+    'start web-3',
+  ]);
+  // db stopped only once every web replica had.
+  assert.deepEqual(events.slice(-2), ['start db-0', 'done db-0']);
+  for (const { name } of resolved.instances)
+    assert.equal((await inspect(name, haltLayout.instance(name))).pid, undefined, name);
+});
+
+test('startLimit: HOLOS_START_LIMIT, else no limit; nonsense is a user error', () => {
+  assert.equal(startLimit({ HOLOS_START_LIMIT: '16' }), 16);
+  assert.equal(startLimit({}), Infinity);
+  for (const bad of ['0', '-1', '2.5', 'many'])
+    assert.throws(() => startLimit({ HOLOS_START_LIMIT: bad }), UserError, bad);
 });

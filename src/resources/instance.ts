@@ -362,21 +362,24 @@ async function startExecutor(
   const projectKey = await readKeypair(projectKeySpec(ctx.layout));
   // A seed deleted since the plan is written again: QEMU needs it to start.
   const seedFile = (await seedFileOf(layout)) ?? (await writeSeed(ctx.spec('seed', action.name)!));
-  await start({
-    spec: spec!,
-    layout,
-    seedPath: seedFile,
-    volumeFiles: Object.fromEntries(
-      Object.values(spec!.mounts).flatMap((m) =>
-        m.type === 'volume' ? [[m.source, ctx.layout.volume(m.source)]] : [],
+  const accel = await ctx.accel();
+  await ctx.startSlot(() =>
+    start({
+      spec: spec!,
+      layout,
+      seedPath: seedFile,
+      volumeFiles: Object.fromEntries(
+        Object.values(spec!.mounts).flatMap((m) =>
+          m.type === 'volume' ? [[m.source, ctx.layout.volume(m.source)]] : [],
+        ),
       ),
-    ),
-    accel: await ctx.accel(),
-    qemu: ctx.qemu.system,
-    hostPublicKey: hostKey.publicKey,
-    projectPublicKey: projectKey?.publicKey,
-    previous: observed.applied,
-  });
+      accel,
+      qemu: ctx.qemu.system,
+      hostPublicKey: hostKey.publicKey,
+      projectPublicKey: projectKey?.publicKey,
+      previous: observed.applied,
+    }),
+  );
 }
 
 export interface StartInput {

@@ -160,6 +160,12 @@ export interface ExecContext {
   /** Runs the actions that are `during` this one (an instance's new disk and seed): call it
    * once, when the VM is down and before it starts again. */
   between: () => Promise<void>;
+  /**
+   * Runs a QEMU start-up once one of the apply's start slots is free (apply.ts). Only the
+   * start-up takes a slot: the stop before it, a disk, a seed and a health gate are mostly
+   * waiting, and run unthrottled.
+   */
+  startSlot: <T>(run: () => Promise<T>) => Promise<T>;
 }
 
 export interface ExecInput<S, O> {
