@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parse } from 'yaml';
+import { seedHash } from '../src/cloudinit/iso.js';
 import { fstabSync, mountCommand, renderSeed } from '../src/cloudinit/render.js';
 import { resolveProject } from '../src/compose/resolve.js';
+import { seedContentHash } from '../src/resources/seed.js';
 import { shellQuote } from '../src/util/shell.js';
 import { loadText } from './support/compose.js';
 
@@ -199,4 +201,78 @@ test("fstabSync: holos's fstab lines become the mounts of this boot; gone or cha
   const third = boot(second.fstab, []);
   assert.deepEqual(third.unmounted, ['umount[/srv/keep]', 'umount[/srv/a b]']);
   assert.equal(third.fstab, `${user}\n`);
+});
+
+/** `value`, recording the path of every property read from it, however deep. */
+function recording<T extends object>(value: T, path: string, read: Set<string>): T {
+  return new Proxy(value, {
+    get(target, key, receiver) {
+      const got: unknown = Reflect.get(target, key, receiver);
+      if (typeof key !== 'string') return got;
+      read.add(`${path}.${key}`);
+      return got !== null && typeof got === 'object' ? recording(got, `${path}.${key}`, read) : got;
+    },
+  });
+}
+
+test('renderSeed reads only what seedContentHash hashes, which names the seed file without rendering', () => {
+  const project = resolveProject(loadText(demo));
+  const hashed = [
+    'instance.name',
+    'instance.ip',
+    'instance.mac',
+    'instance.userMac',
+    'service.user',
+    'service.image.os',
+    'service.spec.cloud_init',
+    'service.mounts',
+    'project.network.hosts',
+  ];
+  for (const instance of project.instances) {
+    const service = project.services.find((s) => s.name === instance.service)!;
+    const read = new Set<string>();
+    renderSeed(
+      recording(project, 'project', read),
+      recording(service, 'service', read),
+      recording(instance, 'instance', read),
+      keys,
+    );
+    const unhashed = [...read].filter(
+      (path) => !hashed.some((h) => path === h || path.startsWith(`${h}.`) || h.startsWith(`${path}.`)),
+    );
+    assert.deepEqual(unhashed, [], `${instance.name}: add these to seedContentHash`);
+    assert.ok(read.has('service.spec.cloud_init.runcmd') && read.has('project.network.hosts'));
+  }
+});
+
+test('seedContentHash: another input, another name; the same inputs, the same name', () => {
+  const project = resolveProject(loadText(demo));
+  const [db, web] = project.services;
+  const hash = (p = project, s = db!, k = keys) => seedContentHash(p, s, p.instances[0]!, k);
+  assert.equal(hash(), hash(resolveProject(loadText(demo)), undefined));
+  const others = [
+    hash(project, { ...db!, user: 'other' }),
+    hash(project, web),
+    hash({
+      ...project,
+      network: { ...project.network, hosts: { ...project.network.hosts, x: '10.10.0.9' } },
+    }),
+    hash(project, db, { ...keys, projectPublicKey: 'ssh-ed25519 AAAAother' }),
+    hash(project, {
+      ...db!,
+      spec: { ...db!.spec, cloud_init: { ...db!.spec.cloud_init, runcmd: ['echo three'] } },
+    }),
+  ];
+  assert.equal(new Set([hash(), ...others]).size, others.length + 1);
+});
+
+test('the rendered seed is pinned to seedFormat: rendering other bytes needs a new format', () => {
+  const project = resolveProject(loadText(demo));
+  const db = project.services.find((s) => s.name === 'db')!;
+  const files = Object.entries<string>({ ...renderSeed(project, db, project.instances[0]!, keys) }).map(
+    ([name, content]) => ({ name, content }),
+  );
+  // If this fails, render.ts writes other bytes from the same inputs: bump seedFormat in
+  // resources/seed.ts (so every seed on a host is written again) and update this hash.
+  assert.equal(seedHash(files).slice(0, 16), '1dcae065d295cc98');
 });

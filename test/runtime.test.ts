@@ -14,6 +14,7 @@ import {
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
+import { buildSeedIso, seedHash } from '../src/cloudinit/iso.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { UserError } from '../src/errors.js';
 import { isOurQemu, readPid } from '../src/observe/process.js';
@@ -465,7 +466,7 @@ test('seed.write writes seed-<hash8>.iso that isoinfo reads back, and removes ol
     '/network-config',
     '/user-data',
   ]);
-  for (const file of spec.files!)
+  for (const file of seed.seedFiles(spec, spec.keys!))
     assert.deepEqual(
       execFileSync('isoinfo', ['-J', '-i', path, '-x', `/${file.name}`]),
       bytesOf(file.content),
@@ -478,6 +479,51 @@ test('seed.write writes seed-<hash8>.iso that isoinfo reads back, and removes ol
   await seed.write(spec);
   assert.equal(readFileSync(path).length % 2048, 0);
   assert.deepEqual(readdirSync(dir).sort(), [basename(path), ...keep].sort());
+});
+
+test('a seed named by an older holos (by its content) is compared by rendering once, then renamed', async (t) => {
+  if (!needsTools(t)) return;
+  const upgradeLayout = projectLayout(stateDir, 'upgrade');
+  const desired = desiredState(resolveProject(loadText(demo)), upgradeLayout, {
+    project: 'ssh-ed25519 AAAA project',
+    hosts: { 'web-0': { privateKey: 'k', publicKey: 'ssh-ed25519 B h' } },
+  });
+  const spec = desired.instances[0]!.seed;
+  const running = { ...targetOnly('running'), project: desired.project };
+  mkdirSync(spec.layout.dir, { recursive: true });
+  // What holos wrote before: the same files, named by the hash of their rendered content.
+  const files = seed.seedFiles(spec, spec.keys!);
+  const older = spec.layout.seed(seedHash(files));
+  writeFileSync(older, buildSeedIso(files));
+  assert.notEqual(older, spec.path);
+
+  const observed = await seed.seed.observe('web-0', spec, upgradeLayout);
+  assert.deepEqual(observed, { exists: false, namedByContent: true });
+  const [write] = seed.seed.diff('web-0', spec, observed, running);
+  assert.deepEqual(
+    { verb: write?.verb, cause: write?.cause, reason: write?.reason },
+    {
+      verb: 'write',
+      cause: 'upgraded',
+      reason: 'named by an older holos; the same content under its new name (no VM action)',
+    },
+  );
+  await seed.write(spec);
+  assert.deepEqual(readFileSync(spec.path!), buildSeedIso(files));
+  assert.deepEqual(
+    readdirSync(spec.layout.dir).filter((n) => n.startsWith('seed-')),
+    [basename(spec.path!)],
+  );
+  // From now on, the file of its name is there: nothing is rendered, nothing planned.
+  assert.deepEqual(await seed.seed.observe('web-0', spec, upgradeLayout), { exists: true });
+  assert.deepEqual(seed.seed.diff('web-0', spec, { exists: true }, running), []);
+
+  // A seed of other content (so of another name) is no upgrade: the hosts table changed.
+  rmSync(spec.path!);
+  writeFileSync(spec.layout.seed('0badc0de'), 'other content');
+  const other = await seed.seed.observe('web-0', spec, upgradeLayout);
+  assert.deepEqual(other, { exists: false });
+  assert.equal(seed.seed.diff('web-0', spec, other, running)[0]?.cause, 'hosts-changed');
 });
 
 test('instance.remove deletes the instance directory and never the volumes', async (t) => {

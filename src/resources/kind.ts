@@ -55,7 +55,7 @@ export type Cause =
   | 'requested'
   /** Not in the file any more: a removed service, a replica beyond `replicas`. */
   | 'not-in-file'
-  /** Recorded by an older holos: the record is rewritten in the current form. */
+  /** Recorded or named by an older holos: the record or the seed is rewritten in the current form. */
   | 'upgraded'
   /** `--pull always`: upstream serves a build the cache does not have. */
   | 'upstream';

@@ -9,11 +9,13 @@ import { exists, writeAtomically } from '../util/fs.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
 import type { Kind } from './kind.js';
 
-// The cloud-init NoCloud seed of an instance: `seed-<hash8>.iso`, named by the hash of its
-// content. The content needs the instance's keys, which may not exist when the plan is made (a
-// new instance): then the plan says the seed is to be written, and the writer renders it with
-// the keys that exist by then. The seed's identity, which decides whether the guest must be
-// made again, never depends on the keys or on rendering: it is a hash of the file's inputs.
+// The cloud-init NoCloud seed of an instance: `seed-<hash8>.iso`, named by a hash of everything
+// its content is rendered from (render.ts), so that a plan knows whether the seed on disk is the
+// one wanted without rendering it. The content needs the instance's keys, which may not exist
+// when the plan is made (a new instance): then the plan says the seed is to be written, and the
+// writer renders it with the keys that exist by then. The seed's identity, which decides
+// whether the guest must be made again, never depends on the keys or on rendering: it is a hash
+// of the first boot's inputs.
 
 export interface SeedSpec {
   instance: string;
@@ -33,8 +35,9 @@ export interface SeedSpec {
    * instance's to judge: instance.ts compares it with the applied record.)
    */
   identity: string;
-  /** The content and its hash, when the keys exist; undefined until they are made. */
-  files?: SeedFile[];
+  /** The keys, the hash of what the content is rendered from and the file's path, when the
+   * keys exist; undefined until they are made. */
+  keys?: SeedKeys;
   hash?: string;
   path?: string;
 }
@@ -42,6 +45,11 @@ export interface SeedSpec {
 export interface SeedObserved {
   /** Whether the seed file of the desired content is there (false while its keys are to be made). */
   exists: boolean;
+  /**
+   * Not there, but a seed of the same content is, named as holos named seeds before (by the
+   * hash of the rendered files): it is written once under its new name, as an upgrade.
+   */
+  namedByContent?: boolean;
 }
 
 /** The name of a seed file (state/layout.ts: `seed-<hash8>.iso`). */
@@ -64,13 +72,58 @@ export function seedIdentity(service: ResolvedService, instance: ResolvedInstanc
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
 
-function rendered(spec: SeedSpec, keys: SeedKeys) {
-  const files = toFiles({ ...renderSeed(spec.project, spec.resolvedService, spec.resolved, keys) });
-  const hash = seedHash(files);
-  return { files, hash, path: spec.layout.seed(hash) };
+/**
+ * Bump when render.ts writes other bytes from the same inputs (a new cloud-init key, another
+ * quoting): every seed's name changes with it, so each is written again.
+ */
+const seedFormat = 1;
+
+/** Hashes of hosts tables, each computed once: every instance of a project shares one table. */
+const hostsDigests = new WeakMap<Record<string, string>, string>();
+
+function hostsDigest(hosts: Record<string, string>): string {
+  let digest = hostsDigests.get(hosts);
+  if (!digest) {
+    digest = createHash('sha256').update(JSON.stringify(hosts)).digest('hex');
+    hostsDigests.set(hosts, digest);
+  }
+  return digest;
 }
 
-/** The seed spec of an instance; rendered when both keys are given. */
+/**
+ * A hash of every input renderSeed reads (and of seedFormat): the same inputs render the same
+ * files, so this names the seed file without rendering it. A test checks that renderSeed reads
+ * nothing else.
+ */
+export function seedContentHash(
+  project: ResolvedProject,
+  service: ResolvedService,
+  instance: ResolvedInstance,
+  keys: SeedKeys,
+): string {
+  const inputs = {
+    format: seedFormat,
+    instance: { name: instance.name, ip: instance.ip, mac: instance.mac, userMac: instance.userMac },
+    user: service.user,
+    os: service.image.os,
+    cloud_init: service.spec.cloud_init,
+    mounts: service.mounts,
+    hosts: hostsDigest(project.network.hosts),
+    keys,
+  };
+  return createHash('sha256').update(JSON.stringify(inputs)).digest('hex');
+}
+
+/** The files of the seed, rendered. */
+export const seedFiles = (spec: SeedSpec, keys: SeedKeys): SeedFile[] =>
+  toFiles({ ...renderSeed(spec.project, spec.resolvedService, spec.resolved, keys) });
+
+function named(spec: SeedSpec, keys: SeedKeys) {
+  const hash = seedContentHash(spec.project, spec.resolvedService, spec.resolved, keys);
+  return { keys, hash, path: spec.layout.seed(hash) };
+}
+
+/** The seed spec of an instance; named when both keys are given. */
 export function seedSpec(
   project: ResolvedProject,
   service: ResolvedService,
@@ -89,31 +142,31 @@ export function seedSpec(
     layout,
     identity: seedIdentity(service, instance),
   };
-  return keys ? { ...spec, ...rendered(spec, keys) } : spec;
+  return keys ? { ...spec, ...named(spec, keys) } : spec;
 }
 
 /**
- * Writes the seed ISO (as planned, or rendered now when its keys were made after the plan) and
- * removes the instance's older seeds (QEMU keeps an open one readable). Returns the file's path.
+ * Writes the seed ISO (with the keys planned, or those on disk now when they were made after the
+ * plan) and removes the instance's older seeds (QEMU keeps an open one readable). Returns the
+ * file's path.
  */
 export async function write(spec: SeedSpec): Promise<string> {
-  const { files, path } =
-    spec.files && spec.path ? { files: spec.files, path: spec.path } : await renderNow(spec);
-  await writeAtomically(path, buildSeedIso(files), 0o600);
+  const { keys, path } = spec.keys && spec.path ? { keys: spec.keys, path: spec.path } : await nameNow(spec);
+  await writeAtomically(path, buildSeedIso(seedFiles(spec, keys)), 0o600);
   for (const name of await readdir(spec.layout.dir))
     if (seedFile.test(name) && join(spec.layout.dir, name) !== path)
       await rm(join(spec.layout.dir, name), { force: true });
   return path;
 }
 
-/** Renders the seed with the keys on disk now (they were made earlier in the apply). */
-async function renderNow(spec: SeedSpec) {
+/** Names the seed with the keys on disk now (they were made earlier in the apply). */
+async function nameNow(spec: SeedSpec) {
   const [project, host] = await Promise.all([
     readKeypair({ dir: spec.keyDirs.project }),
     readKeypair({ dir: spec.keyDirs.host }),
   ]);
   if (!project || !host) throw new Error('its seed needs its keys, and they are missing');
-  return rendered(spec, { projectPublicKey: project.publicKey, hostKey: host });
+  return named(spec, { projectPublicKey: project.publicKey, hostKey: host });
 }
 
 /** The seed file QEMU is to be given: the one `write` left in the instance's directory. */
@@ -143,12 +196,21 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
     );
   },
 
-  observe: async (_name, spec) => ({ exists: spec?.path !== undefined && (await exists(spec.path)) }),
+  async observe(_name, spec) {
+    if (!spec?.path || !spec.keys) return { exists: false };
+    if (await exists(spec.path)) return { exists: true };
+    // Compared the old way, by rendering, only when the file of this name is missing: once it is
+    // written under its new name, no plan renders it again.
+    const byContent = spec.layout.seed(seedHash(seedFiles(spec, spec.keys)));
+    return (await exists(byContent)) ? { exists: false, namedByContent: true } : { exists: false };
+  },
 
   diff(name, spec, observed, ctx) {
     if (!spec || observed.exists || ctx.targetOf(spec.service, name) !== 'running') return [];
-    // Rewritten while the instance is left as it is, only the seed's hosts table can have moved.
+    // Rewritten while the instance is left as it is, only the seed's hosts table can have moved
+    // (or its name, from an older holos).
     const withInstance = ctx.planned('instance', name) !== undefined;
+    const upgraded = !withInstance && observed.namedByContent === true;
     return [
       {
         kind: 'seed',
@@ -156,12 +218,14 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
         instance: name,
         service: spec.service,
         verb: 'write',
-        cause: withInstance ? 'missing' : 'hosts-changed',
-        reason: !withInstance
-          ? 'the hosts table changed; the guest sees it when recreated'
-          : spec.hash
-            ? `content ${spec.hash.slice(0, 8)}`
-            : 'new content, with the keys made in this apply',
+        cause: withInstance ? 'missing' : upgraded ? 'upgraded' : 'hosts-changed',
+        reason: upgraded
+          ? 'named by an older holos; the same content under its new name (no VM action)'
+          : !withInstance
+            ? 'the hosts table changed; the guest sees it when recreated'
+            : spec.hash
+              ? `content ${spec.hash.slice(0, 8)}`
+              : 'new content, with the keys made in this apply',
         needs: [`keypair:${ctx.project.name}`, `keypair:${hostKeyName(name)}`],
       },
     ];

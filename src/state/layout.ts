@@ -13,7 +13,7 @@ export interface InstanceLayout extends Omit<InstanceFiles, 'seed'> {
   hostKey: string;
   /** Which file the root disk's base image was when the disk was made (overlay.ts). */
   diskBase: string;
-  /** The seed ISO for content with this hash. */
+  /** The seed ISO named by this hash (seed.ts: of what its content is rendered from). */
   seed: (hash: string) => string;
 }
 
