@@ -1,6 +1,8 @@
-// How long a verb takes as a whole command, start-up included, on a project without VMs: the
-// cost of node, module loading and the verb's own work. Given several checkouts (each built),
-// it runs them in turn, A B A B …, so a drifting machine moves every column alike.
+// How long a verb takes as a whole command, start-up included, on a project without VMs and
+// an empty state dir: the cost of node, module loading and the verb's own work. Given several
+// checkouts (each built), it runs them in turn, A B A B …, so a drifting machine moves every
+// column alike; each further checkout gets the median of its paired ratios to the first, the
+// figure to keep on a busy machine. "÷ node" is each median over that of a bare `node -e 0`.
 //
 //   node --import tsx bench/startup.ts [runs] [checkout …]     (default: 15 runs, this checkout)
 
@@ -26,6 +28,7 @@ const verbs: [string, string[]][] = [
   ['node -e 0', []],
   ['--version', ['--version']],
   ['validate', ['validate']],
+  ['config', ['config']],
   ['ps', ['ps']],
   ['plan', ['plan']],
 ];
@@ -40,16 +43,31 @@ const time = (args: string[]) => {
   });
   return performance.now() - started;
 };
+const column = (text: string, width: number) => text.padStart(width);
 
 try {
-  console.log(`median of ${runs} runs, ms (${checkouts.join(' | ')})`);
+  const pairs = checkouts.slice(1).map((_, c) => ` ${c + 2}÷1`.padStart(6));
+  console.log(`median of ${runs} runs, ms (${checkouts.map((dir, c) => `${c + 1}: ${dir}`).join(', ')})`);
+  console.log(
+    `${'verb'.padEnd(10)}${checkouts.map((_, c) => column(`${c + 1}`, 7)).join('')}` +
+      `${checkouts.map((_, c) => column(`${c + 1}÷node`, 8)).join('')}${pairs.join('')}`,
+  );
+  let bare = NaN;
   for (const [name, args] of verbs) {
     const samples = checkouts.map((): number[] => []);
     for (let i = 0; i < runs; i++)
       checkouts.forEach((dir, c) =>
         samples[c]!.push(time(name === 'node -e 0' ? ['-e', '0'] : [join(dir, 'dist', 'cli.js'), ...args])),
       );
-    console.log(`${name.padEnd(10)} ${samples.map((s) => median(s).toFixed(0).padStart(6)).join(' ')}`);
+    const medians = samples.map(median);
+    if (name === 'node -e 0') bare = median(samples.flat());
+    const ratios = samples.slice(1).map((s) => median(s.map((ms, i) => ms / samples[0]![i]!)));
+    console.log(
+      name.padEnd(10) +
+        medians.map((ms) => column(ms.toFixed(0), 7)).join('') +
+        medians.map((ms) => column((ms / bare).toFixed(2), 8)).join('') +
+        ratios.map((r) => column(r.toFixed(2), 6)).join(''),
+    );
   }
 } finally {
   rmSync(root, { recursive: true, force: true });

@@ -1,20 +1,16 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { followFlagAfterLogs } from './cli/argv.js';
 import { registerCommands } from './cli/commands.js';
 import type { GlobalOptions } from './cli/context.js';
+import packageJson from '../package.json' with { type: 'json' };
 
 // Only commander and the verbs' descriptions are loaded eagerly: a verb loads its module when
 // it runs (cli/commands.ts), so `holos --version` and shell completion stay fast.
 
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
-
 const program = new Command('holos')
   .description('docker compose for QEMU/KVM: a stack of VMs from one holos.yaml')
-  .version(version, '-V, --version')
+  .version(packageJson.version, '-V, --version')
   .option('-f, --file <path>', 'compose file (default: $HOLOS_FILE, else holos.yaml or holos.yml here)')
   .option('-p, --project-name <name>', 'project name (default: name: in the file, else its directory name)')
   .option(

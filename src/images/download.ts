@@ -1,9 +1,10 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { dirname } from 'node:path';
 import { EnvHttpProxyAgent, interceptors, request, type Dispatcher } from 'undici';
+import packageJson from '../../package.json' with { type: 'json' };
 import { UserError } from '../errors.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 import type { Algo } from './catalog.js';
@@ -55,15 +56,6 @@ const IDLE_MS = 60_000;
 const HEADERS_MS = 30_000;
 const TEXT_CAP = 1024 * 1024;
 
-function version(): string {
-  try {
-    const url = new URL('../../package.json', import.meta.url); // the same from src/ and dist/
-    return (JSON.parse(readFileSync(url, 'utf8')) as { version?: string }).version ?? 'dev';
-  } catch {
-    return 'dev';
-  }
-}
-
 // One agent per process, made on first use: it reads HTTP(S)_PROXY and NO_PROXY (either case)
 // then. Its timeouts are defaults; each request passes its own.
 let agent: { dispatcher: Dispatcher; userAgent: string } | undefined;
@@ -72,7 +64,7 @@ const client = () =>
     dispatcher: new EnvHttpProxyAgent({ headersTimeout: HEADERS_MS, bodyTimeout: IDLE_MS }).compose(
       interceptors.redirect({ maxRedirections: 5 }),
     ),
-    userAgent: `holos/${version()}`,
+    userAgent: `holos/${packageJson.version}`,
   });
 
 interface Call {
