@@ -264,7 +264,7 @@ test('QMP run states: paused is resumed, a guest that shut down is restarted', (
   const desired = composeFile(shop)();
   const paused = withInstance(hostRunning(desired), 'web-1', { status: 'paused' });
   assert.deepEqual(lines(plan(desired, paused, up(desired))), ['instance resume web-1: paused']);
-  for (const status of ['shutdown', 'guest-panicked']) {
+  for (const status of ['shutdown', 'guest-panicked'] as const) {
     const dead = withInstance(hostRunning(desired), 'web-1', { status });
     assert.deepEqual(lines(plan(desired, dead, up(desired))), [
       `instance restart web-1: guest status is ${status}`,

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
 import { buildSeedIso, seedHash } from '../src/cloudinit/iso.js';
+import { observedStatus, projectStatus } from '../src/access/status.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { UserError } from '../src/errors.js';
 import { isOurQemu, readPid } from '../src/observe/process.js';
@@ -229,12 +230,13 @@ test('stopGracefully(): a QEMU that answers nothing, not even SIGTERM, is killed
     qmpSocket: files.qmpSocket,
     graceMs: 300,
     step: (s) => steps.push(s),
+    waits: { qmpMs: 300, signalMs: 300 }, // each is waited out in full: nothing answers
   });
   assert.equal(outcome, 'killed');
   assert.match(steps[0]!, /^QMP did not take the shutdown request \(.+\)$/);
   assert.deepEqual(steps.slice(1), [
     'still running after 300ms; sending SIGTERM',
-    'still running 5s after SIGTERM; sending SIGKILL',
+    'still running 300ms after SIGTERM; sending SIGKILL',
   ]);
   assert.equal(await isOurQemu(pid, files.qmpSocket), false);
 });
@@ -687,4 +689,45 @@ test('startLimit: HOLOS_START_LIMIT, else no limit; nonsense is a user error', (
   assert.equal(startLimit({}), Infinity);
   for (const bad of ['0', '-1', '2.5', 'many'])
     assert.throws(() => startLimit({ HOLOS_START_LIMIT: bad }), UserError, bad);
+});
+
+test("a no-op up's status table is the plan's observation: the same rows as ps asking again", async (t) => {
+  if (!needsTools(t)) return;
+  const resolved = resolveProject(
+    loadText(`
+name: seen
+services:
+  db:
+    image: ./base.qcow2
+  web:
+    image: ./base.qcow2
+    replicas: 2
+    ports: ["8080:80"]
+`),
+  );
+  const seenLayout = projectLayout(stateDir, 'seen');
+  const desired = desiredState(resolved, seenLayout, await observeKeys(resolved, seenLayout));
+  for (const { name } of resolved.instances) {
+    const files = seenLayout.instance(name);
+    mkdirSync(files.dir, { recursive: true });
+    // web-1 was stopped; the others run (held, so QMP says `prelaunch`).
+    const pid = name === 'web-1' ? undefined : await startGuestless(t, files);
+    await instance.writeRecord(files, {
+      schema_version: 2,
+      spec: instance.normalise(desired.specs.instance.get(name)!),
+      state: pid ? 'running' : 'stopped',
+      ...(pid && { pid, startedAt: '2026-12-02T00:00:00.000Z' }),
+      sshPort: 40022,
+      hostPorts: name === 'db-0' ? [] : [18080],
+      accel: { kind: 'tcg', hostCpu: 'max' },
+      hostPublicKey: 'ssh-ed25519 AAAA h',
+    });
+  }
+  const observed = await observeState(desired);
+  const rows = await observedStatus(seenLayout, observed.instance);
+  assert.deepEqual(rows, await projectStatus(seenLayout));
+  assert.deepEqual(
+    rows.map((r) => `${r.instance} ${r.state} ${r.pid === null ? 'no pid' : 'pid'}`),
+    ['db-0 prelaunch pid', 'web-0 prelaunch pid', 'web-1 stopped no pid'],
+  );
 });

@@ -1,6 +1,7 @@
 import * as keypair from '../resources/keypair.js';
 import type { ProjectLayout } from '../state/layout.js';
-import { inspectProject } from '../state/inspect.js';
+import type { InstanceObserved } from '../resources/instance.js';
+import { byServiceAndIndex, inspectProject, stateOf, type InstanceState } from '../state/inspect.js';
 import { sshTargetOf } from '../state/records.js';
 
 // What `ps` shows: every instance on disk, observed now. Read from the state dir alone, so it
@@ -29,8 +30,24 @@ export interface InstanceStatus {
 }
 
 export async function projectStatus(layout: ProjectLayout): Promise<InstanceStatus[]> {
-  const key = await keypair.read(keypair.projectKeySpec(layout));
-  const states = await inspectProject(layout, { qmp: true });
+  return statusOf(layout, await inspectProject(layout, { qmp: true }));
+}
+
+/**
+ * The rows of the instances as observe saw them (instance.ts: inspected with QMP): what a
+ * no-op `up` prints, without asking every QEMU again what the plan just asked it.
+ */
+export function observedStatus(
+  layout: ProjectLayout,
+  observed: Record<string, InstanceObserved>,
+): Promise<InstanceStatus[]> {
+  const states = Object.entries(observed).map(([name, seen]) => stateOf(name, layout.instance(name), seen));
+  return statusOf(layout, states.sort(byServiceAndIndex));
+}
+
+/** The rows of instances already inspected (with QMP), in the order given; a healthcheck is probed now. */
+export async function statusOf(layout: ProjectLayout, states: InstanceState[]): Promise<InstanceStatus[]> {
+  let key: ReturnType<typeof keypair.read> | undefined;
   return Promise.all(
     states.map(async (seen): Promise<InstanceStatus> => {
       const { applied, state } = seen;
@@ -43,11 +60,14 @@ export async function projectStatus(layout: ProjectLayout): Promise<InstanceStat
       }));
       let health = '';
       const check = applied?.spec.healthcheck;
-      if (running && check && key) {
+      const projectKey =
+        running && check ? await (key ??= keypair.read(keypair.projectKeySpec(layout))) : undefined;
+      if (running && check && projectKey) {
         // ssh2 loads only when a probe runs: ps and up without healthchecks never need it.
         const { probe } = await import('../ssh/health.js');
-        health = (await probe(sshTargetOf(applied, key.privateKey), check).catch(() => ({ healthy: false })))
-          .healthy
+        health = (
+          await probe(sshTargetOf(applied, projectKey.privateKey), check).catch(() => ({ healthy: false }))
+        ).healthy
           ? 'healthy'
           : 'unhealthy';
       }

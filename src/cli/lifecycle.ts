@@ -1,10 +1,10 @@
 import { findComposeFile, loadCompose } from '../compose/load.js';
 import { parseDuration } from '../compose/units.js';
 import { UserError } from '../errors.js';
-import { converge, planSession } from '../reconcile/converge.js';
+import { converge, planSession, type Converged } from '../reconcile/converge.js';
 import { emptyProject, openLoaded, openProject, type Session } from '../session.js';
 import { stamp, type Emit } from '../events.js';
-import { projectStatus } from '../access/status.js';
+import { observedStatus, projectStatus } from '../access/status.js';
 import { targetsFor, type LifecycleVerb } from '../reconcile/targets.js';
 import type { Targets } from '../reconcile/plan.js';
 import { projectLayout, type ProjectLayout } from '../state/layout.js';
@@ -131,7 +131,7 @@ export async function mutate(
     // Under the lock: the record read here is the one the holos we waited for left behind.
     const session = await target.open();
     if (session.notice) warn(session.notice);
-    await converge(session, targets, {
+    const converged = await converge(session, targets, {
       emit,
       warn,
       signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
@@ -143,11 +143,15 @@ export async function mutate(
     if (verb === 'down') await forgetProject(session.layout, options.volumes ?? false);
     // Still under the lock, so the table shows what this apply left, not another's half-work.
     if ((verb === 'up' || verb === 'apply') && !options.json)
-      console.log(statusTable(await projectStatus(session.layout), false));
+      console.log(statusTable(await statusAfter(session.layout, converged), false));
   } finally {
     await lock.release();
   }
 }
+
+/** The instances after an apply: when it changed nothing, as its plan observed them. */
+const statusAfter = (layout: ProjectLayout, { plan, planned }: Converged) =>
+  plan.actions.length > 0 ? projectStatus(layout) : observedStatus(layout, planned.observed.instance);
 
 export async function plan(
   globals: GlobalOptions,

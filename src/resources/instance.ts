@@ -14,7 +14,7 @@ import { freePort, isPortFree } from '../observe/ports.js';
 import { qemuArgs } from '../qemu/argv.js';
 import { requireUefiFirmware } from '../qemu/firmware.js';
 import { launch, stopGracefully, type StopOutcome } from '../qemu/lifecycle.js';
-import { inspect, instancesOnDisk, parseInstanceName } from '../state/inspect.js';
+import { inspect, instancesOnDisk, parseInstanceName, type RunState } from '../state/inspect.js';
 import { checkSocketPaths, type InstanceLayout } from '../state/layout.js';
 import { writeApplied, type AppliedRecord } from '../state/records.js';
 import { serviceImage } from './image.js';
@@ -100,7 +100,7 @@ export const classOfPath = (path: string): ChangeClass => {
 export interface InstanceObserved {
   pid?: number;
   /** QMP run state of a live QEMU (`running`, `paused`, `shutdown`, …), or `unresponsive`. */
-  status?: string;
+  status?: RunState;
   applied?: AppliedRecord;
 }
 

@@ -72,18 +72,35 @@ export async function inspect(
   const applied = await readApplied(layout);
   const pid = await readPid(layout.pidFile);
   const live = pid !== undefined && (await isOurQemu(pid, layout.qmpSocket));
+  if (!live || !options.qmp) return stateOf(name, layout, { applied, ...(live && { pid }) });
+  const status = await queryStatus(layout.qmpSocket, 2_000).then(asRunState, () => 'unresponsive' as const);
+  return stateOf(name, layout, { applied, pid, status });
+}
+
+/**
+ * The state of an instance from what was read of it: its record, the pid of its live QEMU and,
+ * when asked, that QEMU's run state (without one, a live QEMU counts as `running`).
+ */
+export function stateOf(
+  name: string,
+  layout: InstanceLayout,
+  seen: { applied?: AppliedRecord; pid?: number; status?: RunState },
+): InstanceState {
+  const { applied, pid, status } = seen;
   const { service, index } = applied
     ? { service: applied.spec.service, index: applied.spec.index }
     : parseInstanceName(name);
   const base = { name, service, index, layout, ...(applied && { applied }) };
-  if (!live) {
+  if (pid === undefined) {
     const state: RunState = !applied ? 'absent' : applied.state === 'running' ? 'exited' : 'stopped';
     return { ...base, state };
   }
-  if (!options.qmp) return { ...base, pid, state: 'running' };
-  const status = await queryStatus(layout.qmpSocket, 2_000).then(asRunState, () => 'unresponsive' as const);
-  return { ...base, pid, status, state: status };
+  return status === undefined ? { ...base, pid, state: 'running' } : { ...base, pid, status, state: status };
 }
+
+/** Service, then replica order. */
+export const byServiceAndIndex = (a: InstanceState, b: InstanceState) =>
+  a.service.localeCompare(b.service) || a.index - b.index;
 
 /** The names of the instance directories of a project. */
 export async function instancesOnDisk(layout: ProjectLayout): Promise<string[]> {
@@ -98,7 +115,7 @@ export async function inspectProject(
 ): Promise<InstanceState[]> {
   const names = await instancesOnDisk(layout);
   const states = await Promise.all(names.map((name) => inspect(name, layout.instance(name), options)));
-  return states.sort((a, b) => a.service.localeCompare(b.service) || a.index - b.index);
+  return states.sort(byServiceAndIndex);
 }
 
 /**
