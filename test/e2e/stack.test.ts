@@ -8,7 +8,7 @@
 // runs after 4, while web's guests have finished their first boot (see there).
 // A failed scenario skips the rest. Guests that must take the ACPI power button are given time
 // to boot first (systemd-logind handles it); others are stopped mid-boot and may fall back to
-// SIGTERM, which costs web's 10s grace rather than a wait for a boot.
+// SIGTERM, which costs web's 20s grace rather than a wait for a boot.
 //
 // Everything runs inside a network namespace made for the test (the private segment is a
 // multicast socket on 127.0.0.1). Figures (boot times, stop times) are diagnostics, never
@@ -93,7 +93,8 @@ function stackYaml(image: string, shape: StackShape): string {
     '      - "8080:8000"',
     '    volumes:',
     '      - ./share:/mnt/share:ro',
-    '    stop_grace_period: 10s',
+    // 20s, not less: a booted guest's ACPI power-off took over 10s on a loaded 2-core host.
+    '    stop_grace_period: 20s',
     '    vm:',
     `      memory_mb: ${shape.webMemory}`,
     '    cloud_init:',
@@ -572,7 +573,7 @@ e2eTest(
 
       // Scenarios 5 and 6 stop guests that are still booting (no time is spent waiting for
       // them): a guest ignores the ACPI button until systemd-logind runs, so holos may fall back
-      // to SIGTERM after web's 10s grace. The summary says which happened.
+      // to SIGTERM after web's 20s grace. The summary says which happened.
       await step('5. web cloud_init.runcmd changed: recreate web only, new root disks', async (st) => {
         await writeStack({ ...initialShape, webMemory: 640, webVersion: 'v2' });
         const plan = await planJson();
