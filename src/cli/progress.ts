@@ -1,4 +1,4 @@
-import { createLogUpdate } from 'log-update';
+import type { createLogUpdate } from 'log-update';
 import type { HolosEvent } from '../events.js';
 import { formatBytes, formatDuration } from '../compose/units.js';
 
@@ -44,23 +44,36 @@ export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): Pr
       },
     };
   }
+  // log-update loads with the first download: a verb that downloads nothing never needs it, and
+  // until it is there, the live lines wait in `live` and the other lines are written as they are.
   const live = new Map<string, string>();
-  const update = createLogUpdate(stream, { showCursor: true });
-  const redraw = () => (live.size > 0 ? update([...live.values()].join('\n')) : update.clear());
+  let update: ReturnType<typeof createLogUpdate> | undefined;
+  let loading: Promise<void> | undefined;
+  const redraw = () => {
+    if (!update) return;
+    if (live.size > 0) update([...live.values()].join('\n'));
+    else update.clear();
+  };
+  const load = () =>
+    (loading ??= import('log-update').then(({ createLogUpdate }) => {
+      update = createLogUpdate(stream, { showCursor: true });
+      redraw();
+    }));
   return {
     line(text) {
-      update.clear();
+      update?.clear();
       stream.write(`${text}\n`);
       redraw();
     },
     download(event) {
       if (!event.done) {
         live.set(event.image, downloadLine(event));
+        void load();
         redraw();
         return;
       }
       live.delete(event.image);
-      update.clear();
+      update?.clear();
       stream.write(`${downloadLine(event)}\n`);
       redraw();
     },

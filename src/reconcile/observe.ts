@@ -6,8 +6,6 @@ import type { ProjectLayout } from '../state/layout.js';
 import type { Desired } from './desired.js';
 import type { ImageInputs } from '../resources/image.js';
 import { readImageRecord, type Upstream } from '../images/store.js';
-import { publishedDigest, unchangedUpstream } from '../images/pull.js';
-import { formatDigest } from '../images/download.js';
 import { sourcesOf } from '../images/source.js';
 
 // Observed state: what is really on the host, for every resource the file names and every
@@ -40,6 +38,11 @@ export async function observeImages(
   );
   if (inputs.policy !== 'always') return { ...inputs, records };
   // --pull always: ask upstream what it serves now (images the lock file pins need no asking).
+  // The HTTP client loads only for this: other plans read the cache's records alone.
+  const [{ publishedDigest, unchangedUpstream }, { formatDigest }] = await Promise.all([
+    import('../images/pull.js'),
+    import('../images/download.js'),
+  ]);
   const upstream = await Promise.all(
     sources
       .filter((source) => !inputs.lock?.images[source.name])

@@ -2,10 +2,9 @@ import { basename } from 'node:path';
 import type { ResolvedService } from '../compose/resolve.js';
 import { UserError } from '../errors.js';
 import type { ImageLock } from '../images/lockfile.js';
-import { pullImage, type PullOptions, type PullPolicy, type Pulled } from '../images/pull.js';
+import type { PullOptions, PullPolicy, Pulled } from '../images/pull.js';
 import type { Emit } from '../events.js';
 import { mirrored, type ImageSource } from '../images/source.js';
-import { head } from '../images/download.js';
 import {
   chooseVersion,
   versionPath,
@@ -154,6 +153,8 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
     if (await exists(spec.path)) return { exists: true };
     if (!spec.pull || !spec.source || spec.pull.size !== undefined) return { exists: false };
     // How much a pull will download, for the plan; a server that does not say is no error.
+    // The HTTP client (undici) loads only here and in a pull: a plan of cached images never needs it.
+    const { head } = await import('../images/download.js');
     const answer = await head(mirrored(spec.source.url), { timeoutMs: 5_000 }).catch(() => undefined);
     return { exists: false, ...(answer?.size !== undefined && answer.status < 300 && { size: answer.size }) };
   },
@@ -214,13 +215,14 @@ export const image: Kind<'image', ImageSpec, ImageObserved> = {
 };
 
 /** Pulls an image, telling its progress, waits and warnings as events. */
-export function pullWithEvents(
+export async function pullWithEvents(
   source: ImageSource,
   options: Pick<PullOptions, 'stateDir' | 'policy' | 'expected' | 'file'>,
   emit: Emit,
   signal?: AbortSignal,
 ): Promise<Pulled> {
   let started = 0;
+  const { pullImage } = await import('../images/pull.js');
   return pullImage({
     ...options,
     source,
