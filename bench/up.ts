@@ -11,62 +11,22 @@
 //
 //   node --import tsx bench/up.ts [instances] [runs]     (root: namespaces; default 10 and 3)
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import {
-  copyFileSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shellQuote } from '../src/util/shell.js';
+import { heldStack, median, netns, seconds } from './support/held.js';
 
 const instances = Number(process.argv[2] ?? 10);
 const runs = Number(process.argv[3] ?? 3);
-const cli = resolve(import.meta.dirname, '..', 'dist', 'cli.js');
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-
-function netns(name: string) {
-  execFileSync('ip', ['netns', 'add', name]);
-  execFileSync('ip', ['netns', 'exec', name, 'ip', 'link', 'set', 'lo', 'up']);
-  execFileSync('ip', ['netns', 'exec', name, 'ip', 'route', 'add', '224.0.0.0/4', 'dev', 'lo']);
-  return { name, close: () => execFileSync('ip', ['netns', 'delete', name], { stdio: 'ignore' }) };
-}
-
-const root = mkdtempSync(join(tmpdir(), 'holos-bench-up-'));
-const stateDir = join(root, 'state');
-const scratch = join(root, 'script');
-const env = { ...process.env, HOLOS_STATE_DIR: stateDir, HOLOS_ACCEL: 'tcg' };
-execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(root, 'empty.qcow2'), '16M']);
-writeFileSync(
-  join(root, 'holos.yaml'),
-  `name: bench\nservices:\n  app:\n    image: ./empty.qcow2\n    replicas: ${instances}\n    vm: { memory_mb: 128, extra_args: [-S] }\n    stop_grace_period: 1s\n`,
-);
-const holosNs = netns(`holos-bench-up-${process.pid}`);
-const scriptNs = netns(`holos-bench-sh-${process.pid}`);
-
-/** holos in its namespace; with `peak`, under GNU time, returning the peak RSS in KiB too. */
-function holos(args: string[], peak = false): { ms: number; peakKib?: number } {
-  const time = peak ? ['/usr/bin/time', '-f', '%M'] : [];
-  const started = performance.now();
-  const run = spawnSync('ip', ['netns', 'exec', holosNs.name, ...time, process.execPath, cli, ...args], {
-    cwd: root,
-    env,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const ms = performance.now() - started;
-  const stderr = run.stderr.toString();
-  if (run.status !== 0) throw new Error(`holos ${args.join(' ')}: ${stderr}`);
-  return peak ? { ms, peakKib: Number(stderr.trim().split('\n').pop()) } : { ms };
-}
+const stack = heldStack({ checkout: resolve(import.meta.dirname, '..'), instances, label: 'up' });
+const { stateDir, cli } = stack;
+const scratch = join(stack.root, 'script');
+const scriptNs = netns('up-sh');
+const peakKib = (stderr: string) => Number(stderr.trim().split('\n').pop());
 
 const instanceDirs = () => {
   const dir = join(stateDir, 'instances', 'bench');
@@ -136,33 +96,26 @@ const existsPid = (pid: number) => {
 
 /** Peak RSS (KiB) of `holos watch` following the converged stack for a few seconds. */
 async function watchPeak(): Promise<number> {
-  const child = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      holosNs.name,
-      '/usr/bin/time',
-      '-f',
-      '%M',
-      process.execPath,
-      cli,
-      'watch',
-      '--resync',
-      '1s',
-    ],
-    {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
+  const watch = [
+    'netns',
+    'exec',
+    stack.ns,
+    '/usr/bin/time',
+    '-f',
+    '%M',
+    process.execPath,
+    cli,
+    'watch',
+    '--resync',
+    '1s',
+  ];
+  const child = spawn('ip', watch, { cwd: stack.root, env: stack.env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   await sleep(8_000); // several resyncs: observe, plan, no action
   execFileSync('pkill', ['-INT', '-f', `${cli} watch`]);
   await new Promise((done) => child.on('exit', done));
-  return Number(stderr.trim().split('\n').pop());
+  return peakKib(stderr);
 }
 
 try {
@@ -172,15 +125,15 @@ try {
   let upPeak = 0;
   let watchPeakKib = 0;
   for (let i = 0; i < runs; i++) {
-    const up = holos(['up'], true);
+    const up = stack.run(['up'], ['/usr/bin/time', '-f', '%M']);
     holosMs.push(up.ms);
-    upPeak = Math.max(upPeak, up.peakKib ?? 0);
+    upPeak = Math.max(upPeak, peakKib(up.stderr));
     if (i === 0) {
       mkdirSync(scratch, { recursive: true });
       writeFileSync(join(scratch, 'up.sh'), shellScript());
       watchPeakKib = await watchPeak();
     }
-    holos(['down']);
+    stack.run(['down']);
     const started = performance.now();
     execFileSync('ip', ['netns', 'exec', scriptNs.name, 'bash', join(scratch, 'up.sh')], {
       stdio: ['ignore', 'ignore', 'inherit'],
@@ -197,13 +150,7 @@ try {
     `peak memory: up ${(upPeak / 1024).toFixed(0)} MiB, watch ${(watchPeakKib / 1024).toFixed(0)} MiB`,
   );
 } finally {
-  try {
-    holos(['down']);
-  } catch {
-    // Nothing left to bring down.
-  }
   await killScriptQemus().catch(() => undefined);
-  holosNs.close();
   scriptNs.close();
-  rmSync(root, { recursive: true, force: true });
+  stack.close();
 }
