@@ -174,3 +174,22 @@ test('timeouts: a second client gets no greeting, a frozen QEMU gets no reply', 
   // The late reply to the timed-out command is dropped; the next command gets its own.
   assert.equal((await first.execute<{ status: string }>('query-status')).status, 'prelaunch');
 });
+
+test('open: commands sent before the greeting are answered in order, also by a QEMU busy with another client', async (t) => {
+  const qemu = await startQemu(t, 'pipelined');
+  const { client, ready } = QmpClient.open(qemu.socketPath);
+  t.after(() => client.close());
+  // Written at once, with qmp_capabilities, before any byte came back.
+  const status = client.execute<{ status: string }>('query-status');
+  await ready;
+  assert.equal((await status).status, 'prelaunch');
+  client.close();
+
+  // A second client's query waits unread while the first is served, and is answered when it leaves.
+  const first = await QmpClient.connect(qemu.socketPath);
+  const second = queryStatus(qemu.socketPath, 5_000);
+  const early = await Promise.race([second.then(() => 'answered'), sleep(300).then(() => 'waiting')]);
+  assert.equal(early, 'waiting');
+  first.close();
+  assert.equal(await second, 'prelaunch');
+});
