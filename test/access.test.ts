@@ -46,10 +46,9 @@ import { projectLayout } from '../src/state/layout.js';
 import { fingerprintOfLine } from '../src/ssh/session.js';
 import { generateKeyPair } from '../src/ssh/keys.js';
 import { shellCommand } from '../src/util/shell.js';
+import { holosArgs } from './support/cli.js';
 
 const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-const cli = join(import.meta.dirname, '..', 'src', 'cli.ts');
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'holos-access-'));
@@ -59,11 +58,9 @@ async function tempDir(t: TestContext): Promise<string> {
 
 async function holos(args: string[], env: NodeJS.ProcessEnv) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(
-      process.execPath,
-      ['--import', import.meta.resolve('tsx'), cli, ...args],
-      { env: { ...process.env, HOLOS_FILE: '', ...env } },
-    );
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...holosArgs, ...args], {
+      env: { ...process.env, HOLOS_FILE: '', ...env },
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -362,16 +359,7 @@ test('logs through the CLI: -p without a compose file; colour only on a terminal
     return;
   }
   const onTty = (extra: NodeJS.ProcessEnv) => {
-    const command = shellCommand([
-      process.execPath,
-      '--import',
-      import.meta.resolve('tsx'),
-      cli,
-      '-p',
-      'demo',
-      'logs',
-      'web',
-    ]);
+    const command = shellCommand([process.execPath, ...holosArgs, '-p', 'demo', 'logs', 'web']);
     // Without CI too: node counts a terminal under an unknown CI as having no colours.
     const { NO_COLOR: _n, FORCE_COLOR: _f, CI: _c, ...inherited } = process.env;
     const childEnv = { ...inherited, ...env, HOLOS_FILE: '', TERM: 'xterm', ...extra };

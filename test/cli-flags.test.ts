@@ -5,23 +5,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
+import { holosArgs } from './support/cli.js';
 import { composeDir } from './support/compose.js';
 
 // Every short flag of every verb means what that verb's help says, not a global option of the
 // same letter (`holos down -v` printed the version and did nothing: the global -v won). Each is
 // run the real way, through the CLI, next to its long form.
 
-const cli = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const stateDir = mkdtempSync(join(tmpdir(), 'holos-flags-'));
 after(() => rmSync(stateDir, { recursive: true, force: true }));
 
 async function holos(args: string[], cwd: string) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(
-      process.execPath,
-      ['--import', import.meta.resolve('tsx'), cli, ...args],
-      { cwd, env: { ...process.env, HOLOS_FILE: '', HOLOS_STATE_DIR: stateDir } },
-    );
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...holosArgs, ...args], {
+      cwd,
+      env: { ...process.env, HOLOS_FILE: '', HOLOS_STATE_DIR: stateDir },
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };

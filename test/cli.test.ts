@@ -4,21 +4,17 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
+import { holosArgs } from './support/cli.js';
 import { composeDir } from './support/compose.js';
 
-const cli = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const fixtures = join(import.meta.dirname, '..', 'fixtures', 'compose');
 
 async function holos(args: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(
-      process.execPath,
-      ['--import', import.meta.resolve('tsx'), cli, ...args],
-      {
-        cwd,
-        env: { ...process.env, HOLOS_FILE: '', ...env },
-      },
-    );
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...holosArgs, ...args], {
+      cwd,
+      env: { ...process.env, HOLOS_FILE: '', ...env },
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };

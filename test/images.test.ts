@@ -18,13 +18,13 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { chooseVersion, type ImageRecord } from '../src/images/store.js';
 import { sourceOf, type ImageSource } from '../src/images/source.js';
+import { holosArgs } from './support/cli.js';
 import { digestOf, startMirror, type Mirror } from './support/mirror.js';
 
 // The image cache through the CLI, against a local mirror (test/support/mirror.ts) that serves
 // real qcow2 files as catalog images beside checksum files in the distributions' own format.
 // No VM starts here: the e2e suite boots one from a pulled image (test/e2e/stack.test.ts).
 
-const cli = join(import.meta.dirname, '..', 'src', 'cli.ts');
 const root = mkdtempSync(join(tmpdir(), 'holos-images-'));
 let mirror: Mirror;
 /** A 6 MiB qcow2 (data written, so a cut half way is half way) and another for a newer build. */
@@ -65,21 +65,17 @@ async function holos(
   env: NodeJS.ProcessEnv = {},
 ) {
   try {
-    const { stdout, stderr } = await promisify(execFile)(
-      process.execPath,
-      ['--import', import.meta.resolve('tsx'), cli, ...args],
-      {
-        cwd: where.project ?? root,
-        env: {
-          ...process.env,
-          HOLOS_FILE: '',
-          HOLOS_STATE_DIR: where.state,
-          HOLOS_IMAGE_MIRROR: mirror.url,
-          NO_PROXY: '127.0.0.1,localhost',
-          ...env,
-        },
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...holosArgs, ...args], {
+      cwd: where.project ?? root,
+      env: {
+        ...process.env,
+        HOLOS_FILE: '',
+        HOLOS_STATE_DIR: where.state,
+        HOLOS_IMAGE_MIRROR: mirror.url,
+        NO_PROXY: '127.0.0.1,localhost',
+        ...env,
       },
-    );
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -498,9 +494,7 @@ test('on a terminal the download is one live line, redrawn in place and cleared 
     'env',
     ...env.map(([k, v]) => `${k}=${v}`),
     process.execPath,
-    '--import',
-    import.meta.resolve('tsx'),
-    cli,
+    ...holosArgs,
     'pull',
     'debian:12',
   ].join(' ');

@@ -245,13 +245,17 @@ test('a pid now used by an unrelated process: another start time is a dead holde
 });
 
 test('a zombie (killed, not yet reaped) holds no lock', async (t) => {
-  // The shell's background child is never waited for by the `sleep` the shell becomes.
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 600'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+  // The shell's background child is never waited for by the `sleep` the shell becomes. The
+  // child exits only when told, once the shell is that `sleep`: a child that ended before the
+  // exec could be reaped by the shell (seen with the test files run side by side).
+  const parent = spawn('sh', ['-c', 'exec 3<&0; read _ <&3 & echo $!; exec sleep 600'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   killAfter(t, parent);
   const [line] = (await once(createInterface({ input: parent.stdout }), 'line')) as [string];
   const zombie = Number(line);
+  while (readFileSync(`/proc/${parent.pid}/comm`, 'utf8') !== 'sleep\n') await sleep(10);
+  parent.stdin.end('\n');
   while (!/\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'utf8'))) await sleep(10);
   const path = lockPath();
   await acquireLock(path, 'p').then((lock) => lock.release()); // makes the directory

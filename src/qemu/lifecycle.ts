@@ -9,7 +9,8 @@ import { sleep } from '../util/sleep.js';
 
 const launchTimeoutMs = 60_000;
 const pollMs = 100;
-const termWaitMs = 5_000;
+/** How long a stop gives QMP to answer, and SIGTERM, then SIGKILL, to end QEMU. */
+const stopWaits = { qmpMs: 2_000, signalMs: 5_000 };
 
 /**
  * Runs QEMU with -daemonize and returns the daemon's pid. QEMU exits non-zero before
@@ -56,14 +57,17 @@ export interface StopRequest {
   graceMs: number;
   /** Told each step, for the log and the events. */
   step: (message: string) => void;
+  /** Instead of stopWaits: tests that wait out each step wait less. */
+  waits?: typeof stopWaits;
 }
 
 /** ACPI power button, then up to the grace period, then SIGTERM, then SIGKILL. */
 export async function stopGracefully(request: StopRequest): Promise<StopOutcome> {
   const { pid, marker, graceMs, step } = request;
+  const waits = request.waits ?? stopWaits;
   if (!(await isOurQemu(pid, marker))) return 'not-running';
   try {
-    const qmp = await QmpClient.connect(request.qmpSocket, { timeoutMs: 2_000 });
+    const qmp = await QmpClient.connect(request.qmpSocket, { timeoutMs: waits.qmpMs });
     try {
       await qmp.execute('system_powerdown');
     } finally {
@@ -76,10 +80,10 @@ export async function stopGracefully(request: StopRequest): Promise<StopOutcome>
   if (await waitForExit(pid, marker, graceMs)) return 'powered-down';
   step(`still running after ${formatDuration(graceMs)}; sending SIGTERM`);
   signal(pid, 'SIGTERM');
-  if (await waitForExit(pid, marker, termWaitMs)) return 'terminated';
-  step(`still running ${formatDuration(termWaitMs)} after SIGTERM; sending SIGKILL`);
+  if (await waitForExit(pid, marker, waits.signalMs)) return 'terminated';
+  step(`still running ${formatDuration(waits.signalMs)} after SIGTERM; sending SIGKILL`);
   signal(pid, 'SIGKILL');
-  await waitForExit(pid, marker, termWaitMs);
+  await waitForExit(pid, marker, waits.signalMs);
   return 'killed';
 }
 
