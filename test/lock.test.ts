@@ -1,16 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -28,13 +19,10 @@ const lockPath = () => join(workDir, `p${++count}`, 'lock');
 const tsx = import.meta.resolve('tsx');
 const lockModule = new URL('../src/state/lock.ts', import.meta.url).href;
 
-/**
- * Runs `body` as an ES module in another node process, with `acquireLock` in scope. `node` is
- * the executable to start it by (a link to node under another name gives the process that name).
- */
-function nodeScript(body: string, args: string[], node = process.execPath): ChildProcess {
+/** Runs `body` as an ES module in another node process, with `acquireLock` in scope. */
+function nodeScript(body: string, args: string[]): ChildProcess {
   const script = `const { acquireLock } = await import(${JSON.stringify(lockModule)});\n${body}`;
-  return spawn(node, ['--import', tsx, '--input-type=module', '-e', script, ...args], {
+  return spawn(process.execPath, ['--import', tsx, '--input-type=module', '-e', script, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
 }
@@ -55,15 +43,16 @@ class OtherHolos {
   readonly child: ChildProcess;
   private readonly lines: AsyncIterator<string>;
 
-  constructor(t: TestContext, path: string, node?: string) {
+  /** `title`: the process's name in /proc (its comm), set before it takes the lock. */
+  constructor(t: TestContext, path: string, title?: string) {
     this.child = nodeScript(
-      `const say = (message) => console.log(JSON.stringify(message));
+      `${title === undefined ? '' : `process.title = ${JSON.stringify(title)};`}
+       const say = (message) => console.log(JSON.stringify(message));
        const lock = await acquireLock(process.argv[1], 'p', { onWait: (holder) => say({ waiting: holder }) });
        say({ acquired: process.pid });
        process.stdin.resume();
        process.stdin.on('end', async () => { await lock.release(); say({ released: true }); });`,
       [path],
-      node,
     );
     killAfter(t, this.child);
     this.lines = createInterface({ input: this.child.stdout! })[Symbol.asyncIterator]();
@@ -264,11 +253,10 @@ test('a zombie (killed, not yet reaped) holds no lock', async (t) => {
 });
 
 test('a holder whose name has spaces and parentheses is read right (fields after the last ")")', async (t) => {
-  // The kernel names a process after the file it was started from: a link to node.
-  const node = join(workDir, 'no) (de x');
-  symlinkSync(process.execPath, node);
+  // Its title is the name in /proc/PID/stat (node 24 names its main thread MainThread, so a link
+  // to node under that name, which named the process on node 20, no longer does).
   const path = lockPath();
-  const other = new OtherHolos(t, path, node);
+  const other = new OtherHolos(t, path, 'no) (de x');
   assert.deepEqual(await other.next(), { acquired: other.pid });
   assert.match(readFileSync(`/proc/${other.pid}/stat`, 'utf8'), /^\d+ \(no\) \(de x\) /);
   await refused(path, other.pid, 'live holder');
