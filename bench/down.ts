@@ -12,11 +12,8 @@
 //   node --import tsx bench/down.ts [instances,…] [runs] [checkout[:ENV=v,…] …]   (root: namespaces)
 //   node --import tsx bench/down.ts 1,10,50 3 /tmp/holos-base .   (ratios: this ÷ the baseline)
 
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { resolve } from 'node:path';
+import { heldStack, median, seconds } from './support/held.js';
 
 const counts = (process.argv[2] ?? '1,10,50').split(',').map(Number);
 const runs = Number(process.argv[3] ?? 3);
@@ -26,48 +23,11 @@ const columns = (process.argv.length > 4 ? process.argv.slice(4) : ['.']).map((a
   return { label: arg, checkout: resolve(dir!), env };
 });
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** A project of `instances` held VMs for the holos of one column, in a namespace of its own. */
-function stack(column: (typeof columns)[number], index: number, instances: number) {
-  const root = mkdtempSync(join(tmpdir(), 'holos-down-'));
-  const ns = `holos-down-${index}-${process.pid}`;
-  const cli = join(column.checkout, 'dist', 'cli.js');
-  const env = { ...process.env, HOLOS_ACCEL: 'tcg', ...column.env, HOLOS_STATE_DIR: join(root, 'state') };
-  const timed = (...args: string[]) => {
-    const started = performance.now();
-    execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, ...args], {
-      cwd: root,
-      env,
-      stdio: 'ignore',
-    });
-    return performance.now() - started;
-  };
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(root, 'empty.qcow2'), '16M']);
-  writeFileSync(
-    join(root, 'holos.yaml'),
-    `name: down\nservices:\n  app:\n    image: ./empty.qcow2\n    replicas: ${instances}\n    vm: { memory_mb: 128, extra_args: [-S] }\n    stop_grace_period: 1s\n`,
-  );
-  execFileSync('ip', ['netns', 'add', ns]);
-  execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
-  execFileSync('ip', ['netns', 'exec', ns, 'ip', 'route', 'add', '224.0.0.0/4', 'dev', 'lo']);
-  return {
-    timed,
-    close() {
-      try {
-        timed('down');
-      } finally {
-        execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
-        rmSync(root, { recursive: true, force: true });
-      }
-    },
-  };
-}
-
-const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 console.log(`columns: ${columns.map((c) => c.label).join(' | ')}; ${runs} runs each, medians`);
 for (const instances of counts) {
-  const stacks = columns.map((column, i) => stack(column, i, instances));
+  const stacks = columns.map((column, i) =>
+    heldStack({ checkout: column.checkout, instances, label: `down-${i}`, env: column.env, project: 'down' }),
+  );
   try {
     const samples = { up: stacks.map((): number[] => []), down: stacks.map((): number[] => []) };
     const ratios = { up: stacks.map((): number[] => []), down: stacks.map((): number[] => []) };

@@ -11,67 +11,28 @@
 //   node --import tsx bench/observe-plan.ts [instances] [runs] [baseline-checkout]   (root: namespaces)
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { planSession } from '../src/reconcile/converge.js';
 import { targetsFor } from '../src/reconcile/targets.js';
 import { openProject } from '../src/session.js';
+import { heldStack, median } from './support/held.js';
 
 const instances = Number(process.argv[2] ?? 50);
 /** Runs of each whole command (the median is printed). */
 const runs = Number(process.argv[3] ?? 5);
 const baseline = process.argv[4] && resolve(process.argv[4]);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-/** A project of `instances` held VMs brought up by the holos of `checkout`, in its own namespace. */
-function stack(checkout: string, label: string) {
-  const root = mkdtempSync(join(tmpdir(), 'holos-bench-'));
-  const stateDir = join(root, 'state');
-  const ns = `holos-bench-${label}-${process.pid}`;
-  const cli = join(checkout, 'dist', 'cli.js');
-  const env = { ...process.env, HOLOS_STATE_DIR: stateDir, HOLOS_ACCEL: 'tcg' };
-  const holos = (...args: string[]) =>
-    execFileSync('ip', ['netns', 'exec', ns, process.execPath, cli, ...args], {
-      cwd: root,
-      env,
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-  const timed = (...args: string[]) => {
-    const started = performance.now();
-    holos(...args);
-    return performance.now() - started;
-  };
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', join(root, 'empty.qcow2'), '16M']);
-  writeFileSync(
-    join(root, 'holos.yaml'),
-    `name: bench\nservices:\n  app:\n    image: ./empty.qcow2\n    replicas: ${instances}\n    vm: { memory_mb: 128, extra_args: [-S] }\n    stop_grace_period: 1s\n`,
-  );
-  execFileSync('ip', ['netns', 'add', ns]);
-  execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
-  execFileSync('ip', ['netns', 'exec', ns, 'ip', 'route', 'add', '224.0.0.0/4', 'dev', 'lo']);
-  return {
-    root,
-    stateDir,
-    timed,
-    close() {
-      try {
-        holos('down');
-      } catch (error) {
-        console.error(`${label}: down failed: ${(error as Error).message}`);
-      }
-      execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
-      rmSync(root, { recursive: true, force: true });
-    },
-  };
-}
-
 const stacks = [
-  stack(resolve(import.meta.dirname, '..'), 'this'),
-  ...(baseline ? [stack(baseline, 'base')] : []),
+  heldStack({ checkout: resolve(import.meta.dirname, '..'), instances, label: 'this' }),
+  ...(baseline ? [heldStack({ checkout: baseline, instances, label: 'base' })] : []),
 ];
+/** A bare node start, timed in the same turns: what no command can go below. */
+const bareNode = () => {
+  const started = performance.now();
+  execFileSync(process.execPath, ['-e', '0']);
+  return performance.now() - started;
+};
 try {
   const upMs = stacks.map((s) => s.timed('up'));
 
@@ -91,13 +52,19 @@ try {
   const whole = (verb: string) => {
     const samples = stacks.map((): number[] => []);
     const ratios: number[] = [];
+    const overNode: number[] = [];
     for (let i = 0; i < runs; i++) {
       const pair = stacks.map((s) => s.timed(verb));
+      const node = bareNode();
       pair.forEach((ms, c) => samples[c]!.push(ms));
       if (pair.length === 2) ratios.push(pair[0]! / pair[1]!);
+      overNode.push(pair[0]! / node);
     }
     const figures = samples.map((s) => `${median(s).toFixed(0)} ms`).join(' vs ');
-    return ratios.length > 0 ? `${figures} (ratio ${median(ratios).toFixed(2)})` : figures;
+    const ofNode = `${median(overNode).toFixed(1)}× node -e 0`;
+    return ratios.length > 0
+      ? `${figures} (ratio ${median(ratios).toFixed(2)}; ${ofNode})`
+      : `${figures} (${ofNode})`;
   };
   console.log(
     `instances: ${instances} running (held with -S)${baseline ? `; this checkout vs ${baseline}` : ''}`,
