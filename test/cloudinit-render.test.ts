@@ -217,7 +217,7 @@ function recording<T extends object>(value: T, path: string, read: Set<string>):
 
 test('renderSeed reads only what seedContentHash hashes, which names the seed file without rendering', () => {
   const project = resolveProject(loadText(demo));
-  const hashed = [
+  const hashedEverywhere = [
     'instance.name',
     'instance.ip',
     'instance.mac',
@@ -225,11 +225,21 @@ test('renderSeed reads only what seedContentHash hashes, which names the seed fi
     'service.user',
     'service.image.os',
     'service.spec.cloud_init',
-    'service.mounts',
     'project.network.hosts',
+    // The list of mounts itself: the hash maps all of it.
+    'service.mounts.length',
+    'service.mounts.map',
+    'service.mounts.constructor',
   ];
   for (const instance of project.instances) {
     const service = project.services.find((s) => s.name === instance.service)!;
+    // Of a mount, what the guest sees: a bind mount's host path is QEMU's alone.
+    const mountFields = service.mounts.flatMap((m, i) =>
+      [...['type', 'target', 'readOnly', 'device'], ...(m.type === 'volume' ? ['source'] : [])].map(
+        (field) => `service.mounts.${i}.${field}`,
+      ),
+    );
+    const hashed = [...hashedEverywhere, ...mountFields];
     const read = new Set<string>();
     renderSeed(
       recording(project, 'project', read),
@@ -264,6 +274,25 @@ test('seedContentHash: another input, another name; the same inputs, the same na
     }),
   ];
   assert.equal(new Set([hash(), ...others]).size, others.length + 1);
+});
+
+test("seedContentHash: a bind mount's host path is not in it (a moved project keeps its seeds); its target is", () => {
+  const project = resolveProject(loadText(demo));
+  const web = project.services.find((s) => s.name === 'web')!;
+  const hash = (service: typeof web) =>
+    seedContentHash(
+      project,
+      service,
+      project.instances.find((i) => i.service === 'web')!,
+      keys,
+    );
+  const withBind = (change: Partial<(typeof web.mounts)[number]>) => ({
+    ...web,
+    mounts: web.mounts.map((m) => (m.type === 'bind' ? { ...m, ...change } : m)),
+  });
+  assert.equal(hash(withBind({ source: '/elsewhere/www' })), hash(web), 'a moved bind mount source');
+  assert.notEqual(hash(withBind({ target: '/srv/other' })), hash(web), 'another target');
+  assert.notEqual(hash(withBind({ readOnly: false })), hash(web), 'read-write now');
 });
 
 test('the rendered seed is pinned to seedFormat: rendering other bytes needs a new format', () => {

@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ResolvedInstance, ResolvedProject, ResolvedService } from '../compose/resolve.js';
+import type {
+  ResolvedInstance,
+  ResolvedMount,
+  ResolvedProject,
+  ResolvedService,
+} from '../compose/resolve.js';
 import { buildSeedIso, seedHash, type SeedFile } from '../cloudinit/iso.js';
 import { renderSeed, type SeedKeys } from '../cloudinit/render.js';
 import type { InstanceLayout } from '../state/layout.js';
@@ -91,6 +96,18 @@ function hostsDigest(hosts: Record<string, string>): string {
 }
 
 /**
+ * What the seed renders of a mount: a bind mount's host path is QEMU's business, not the
+ * guest's, so a moved project directory does not rewrite its seeds.
+ */
+const renderedOfMount = ({ type, target, readOnly, device, source }: ResolvedMount) => ({
+  type,
+  target,
+  readOnly,
+  device,
+  label: type === 'volume' ? source : undefined,
+});
+
+/**
  * A hash of every input renderSeed reads (and of seedFormat): the same inputs render the same
  * files, so this names the seed file without rendering it. A test checks that renderSeed reads
  * nothing else.
@@ -107,7 +124,7 @@ export function seedContentHash(
     user: service.user,
     os: service.image.os,
     cloud_init: service.spec.cloud_init,
-    mounts: service.mounts,
+    mounts: service.mounts.map(renderedOfMount),
     hosts: hostsDigest(project.network.hosts),
     keys,
   };
