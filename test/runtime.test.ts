@@ -11,6 +11,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative } from 'node:path';
 import { after, test, type TestContext } from 'node:test';
@@ -18,6 +19,7 @@ import { buildSeedIso, seedHash } from '../src/cloudinit/iso.js';
 import { observedStatus, projectStatus } from '../src/access/status.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { UserError } from '../src/errors.js';
+import { freePort } from '../src/observe/ports.js';
 import { isOurQemu, readPid } from '../src/observe/process.js';
 import { qemuBinaries } from '../src/qemu/binaries.js';
 import { launch, stopGracefully } from '../src/qemu/lifecycle.js';
@@ -730,4 +732,60 @@ services:
     rows.map((r) => `${r.instance} ${r.state} ${r.pid === null ? 'no pid' : 'pid'}`),
     ['db-0 prelaunch pid', 'web-0 prelaunch pid', 'web-1 stopped no pid'],
   );
+});
+
+test("instance.start: a forward port taken between holos's probe and QEMU's bind is picked again", async (t) => {
+  if (!needsTools(t)) return;
+  const resolved = resolveProject(
+    loadText(`
+name: race
+services:
+  app:
+    image: ./base.qcow2
+    ports: ["0:80"]
+    vm: { memory_mb: 128, extra_args: [-S] }
+`),
+  );
+  qemuImg('create', '-q', '-f', 'qcow2', join(resolved.dir, 'base.qcow2'), String(16 * MiB));
+  const raceLayout = projectLayout(stateDir, 'race');
+  const desire = async () => desiredState(resolved, raceLayout, await observeKeys(resolved, raceLayout));
+  const fresh = await desire();
+  await keypair.generate(fresh.keypair);
+  await keypair.generate(fresh.instances[0]!.hostKey);
+  // Seeds are named with the real keys, as converge does once the keys exist.
+  const [app] = (await desire()).instances;
+  await overlay.create(app!.overlay, 'qemu-img', stateDir);
+  await seed.write(app!.seed);
+  const hostKey = await keypair.read({ dir: app!.hostKey.dir });
+
+  // Another process holds the first port holos is given, as it would after the probe let go.
+  const taken = createServer();
+  await new Promise<void>((done) => taken.listen({ port: 0, host: '127.0.0.1' }, done));
+  t.after(() => taken.close());
+  const takenPort = (taken.address() as AddressInfo).port;
+  const handed: number[] = [];
+  const pickPort = async () => {
+    const port = handed.length === 0 ? takenPort : await freePort();
+    handed.push(port);
+    return port;
+  };
+  const files = raceLayout.instance('app-0');
+  const record = await instance.start({
+    spec: app!.spec,
+    layout: files,
+    seedPath: app!.seed.path!,
+    volumeFiles: {},
+    accel: { kind: 'tcg', hostCpu: 'max' },
+    qemu: qemuBinaries().system,
+    hostPublicKey: hostKey!.publicKey,
+    pickPort,
+  });
+  t.after(() => process.kill(record.pid!, 'SIGKILL'));
+  assert.equal(handed[0], takenPort);
+  assert.equal(handed.length, 4, 'the SSH port and the forward, twice: every port picked again');
+  assert.ok(
+    !record.hostPorts.includes(takenPort) && record.sshPort !== takenPort,
+    'the taken port is not used',
+  );
+  assert.ok(await isOurQemu(record.pid!, files.qmpSocket));
 });

@@ -392,10 +392,16 @@ export interface StartInput {
   hostPublicKey: string;
   projectPublicKey?: string;
   previous?: AppliedRecord;
+  /** Picks a free port for holos's own forwards (default freePort; a test gives a taken one). */
+  pickPort?: (host?: string) => Promise<number>;
 }
 
 /** A host port: the fixed one if free, else a clear error; an ephemeral one reused when possible. */
-async function hostPort(port: PortMapping, previous: number | undefined): Promise<number> {
+async function hostPort(
+  port: PortMapping,
+  previous: number | undefined,
+  pick: (host?: string) => Promise<number>,
+): Promise<number> {
   if (port.host !== 0) {
     if (await isPortFree(port.host, port.hostIp, port.protocol)) return port.host;
     throw new UserError(
@@ -403,29 +409,73 @@ async function hostPort(port: PortMapping, previous: number | undefined): Promis
     );
   }
   if (previous && (await isPortFree(previous, port.hostIp, port.protocol))) return previous;
-  return freePort(port.hostIp);
+  return pick(port.hostIp);
 }
+
+/** The host ports of one start, and which of them holos picked (and may pick again). */
+async function choosePorts(
+  spec: InstanceSpec,
+  previous: AppliedRecord | undefined,
+  pick: (host?: string) => Promise<number>,
+) {
+  const sshPort = previous && (await isPortFree(previous.sshPort)) ? previous.sshPort : await pick();
+  const picked = new Set([sshPort]);
+  const hostPorts: number[] = [];
+  for (const [i, port] of Object.values(spec.ports).entries()) {
+    hostPorts.push(await hostPort(port, previous?.hostPorts[i], pick));
+    if (port.host === 0) picked.add(hostPorts[i]!);
+  }
+  return { sshPort, hostPorts, picked };
+}
+
+/**
+ * What QEMU says when a forward's host port is taken. A port free when probed can be bound by
+ * another process before QEMU binds it, and the kernel hands a just-probed port out again: with
+ * many VMs starting at once, one probe's socket can hold the port another VM's QEMU is binding.
+ */
+const forwardTaken = /Could not set up host forwarding rule '(?:tcp|udp):[^:']*:(\d+)-/;
+const startAttempts = 3;
 
 export async function start(input: StartInput): Promise<AppliedRecord> {
   const { layout, spec, previous } = input;
   checkSocketPaths(layout);
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
-  const sshPort = previous && (await isPortFree(previous.sshPort)) ? previous.sshPort : await freePort();
-  const hostPorts: number[] = [];
-  for (const [i, port] of Object.values(spec.ports).entries())
-    hostPorts.push(await hostPort(port, previous?.hostPorts[i]));
+  const pick = input.pickPort ?? freePort;
   // The variable store is the instance's own part (nvram.ts); the code is OVMF's, read-only.
   const uefiCode = spec.vm.uefi ? requireUefiFirmware().code : undefined;
-  const args = qemuArgs(spec, {
-    accel: input.accel,
-    files: { ...layout, seed: input.seedPath },
-    sshPort,
-    hostPorts,
-    volumeFiles: input.volumeFiles,
-    uefiCode,
-  });
-  await rm(layout.pidFile, { force: true });
-  const pid = await launch(input.qemu, args, layout.pidFile, layout.qmpSocket);
+  for (let attempt = 1; ; attempt++) {
+    // A retry picks every port afresh: the previous ones are what failed.
+    const { sshPort, hostPorts, picked } = await choosePorts(
+      spec,
+      attempt === 1 ? previous : undefined,
+      pick,
+    );
+    const args = qemuArgs(spec, {
+      accel: input.accel,
+      files: { ...layout, seed: input.seedPath },
+      sshPort,
+      hostPorts,
+      volumeFiles: input.volumeFiles,
+      uefiCode,
+    });
+    await rm(layout.pidFile, { force: true });
+    let pid: number;
+    try {
+      pid = await launch(input.qemu, args, layout.pidFile, layout.qmpSocket);
+    } catch (error) {
+      const taken = forwardTaken.exec((error as Error).message)?.[1];
+      if (taken !== undefined && picked.has(Number(taken)) && attempt < startAttempts) continue;
+      throw error;
+    }
+    return recordStart(input, { pid, sshPort, hostPorts });
+  }
+}
+
+async function recordStart(
+  input: StartInput,
+  { pid, sshPort, hostPorts }: { pid: number; sshPort: number; hostPorts: number[] },
+): Promise<AppliedRecord> {
+  const { layout, spec } = input;
   const record: AppliedRecord = {
     schema_version: 2,
     spec: normalise(spec),
