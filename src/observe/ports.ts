@@ -1,9 +1,9 @@
 import { createSocket } from 'node:dgram';
 import { createServer, isIPv6 } from 'node:net';
 
-// Host port probes: bind and let go. A port that is free now may be taken a moment later,
-// so callers treat a failed bind by QEMU as the final word; this probe is for early,
-// readable errors and for picking SSH forward ports.
+// Host port probes: bind and let go. A port that is free now may be taken a moment later:
+// for a fixed port a failed bind by QEMU is the final word, and a port holos picked is picked
+// again (instance.ts). This probe is for early, readable errors and for picking forward ports.
 
 /** Whether `port` can be bound on `host` now. Errors other than "in use" (EACCES, EADDRNOTAVAIL) reject. */
 export async function isPortFree(
