@@ -12,7 +12,15 @@
 //   node --import tsx bench/up.ts [instances] [runs]     (root: namespaces; default 10 and 3)
 
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -71,7 +79,7 @@ function shellScript(): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Kills the script's QEMUs (their pid files are under the scratch directory) and empties it. */
+/** Kills the script's QEMUs (their pid files are under the scratch directory) and deletes their disks. */
 async function killScriptQemus() {
   const pids = execFileSync('sh', [
     '-c',
@@ -83,7 +91,10 @@ async function killScriptQemus() {
     .map(Number);
   for (const pid of pids) process.kill(pid, 'SIGKILL');
   while (pids.some((pid) => existsPid(pid))) await sleep(20);
-  rmSync(join(scratch, 'instances'), { recursive: true, force: true });
+  // The next round creates the disks again; the directories and the seeds' copies stay.
+  const dir = join(scratch, 'instances', 'bench');
+  for (const name of existsSync(dir) ? readdirSync(dir) : [])
+    rmSync(join(dir, name, 'disk.qcow2'), { force: true });
 }
 const existsPid = (pid: number) => {
   try {
