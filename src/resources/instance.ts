@@ -408,8 +408,18 @@ async function hostPort(
       `host port ${port.hostIp}:${port.host}/${port.protocol} is in use; free it or change ports: in the file`,
     );
   }
-  if (previous && (await isPortFree(previous, port.hostIp, port.protocol))) return previous;
-  return pick(port.hostIp);
+  return reusedOrPicked(previous, pick, port.hostIp, port.protocol);
+}
+
+/** The port of the last start while it is free (a client's forward stays where it was), else a new one. */
+async function reusedOrPicked(
+  previous: number | undefined,
+  pick: (host?: string) => Promise<number>,
+  host = '127.0.0.1',
+  protocol: PortMapping['protocol'] = 'tcp',
+): Promise<number> {
+  if (previous && (await isPortFree(previous, host, protocol))) return previous;
+  return pick(host);
 }
 
 /** The host ports of one start, and which of them holos picked (and may pick again). */
@@ -418,7 +428,7 @@ async function choosePorts(
   previous: AppliedRecord | undefined,
   pick: (host?: string) => Promise<number>,
 ) {
-  const sshPort = previous && (await isPortFree(previous.sshPort)) ? previous.sshPort : await pick();
+  const sshPort = await reusedOrPicked(previous?.sshPort, pick);
   const picked = new Set([sshPort]);
   const hostPorts: number[] = [];
   for (const [i, port] of Object.values(spec.ports).entries()) {
