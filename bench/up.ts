@@ -81,20 +81,15 @@ function shellScript(): string {
 
 /** Kills the script's QEMUs (their pid files are under the scratch directory) and deletes their disks. */
 async function killScriptQemus() {
-  const pids = execFileSync('sh', [
-    '-c',
-    `cat ${shellQuote(scratch)}/instances/bench/*/qemu.pid 2>/dev/null || true`,
-  ])
-    .toString()
-    .split('\n')
-    .filter(Boolean)
-    .map(Number);
+  const dir = join(scratch, 'instances', 'bench');
+  const instances = existsSync(dir) ? readdirSync(dir).map((name) => join(dir, name)) : [];
+  const pidFiles = instances.map((own) => join(own, 'qemu.pid')).filter((file) => existsSync(file));
+  const pids = pidFiles.map((file) => Number(readFileSync(file, 'utf8').trim()));
   for (const pid of pids) process.kill(pid, 'SIGKILL');
   while (pids.some((pid) => existsPid(pid))) await sleep(20);
   // The next round creates the disks again; the directories and the seeds' copies stay.
-  const dir = join(scratch, 'instances', 'bench');
-  for (const name of existsSync(dir) ? readdirSync(dir) : [])
-    rmSync(join(dir, name, 'disk.qcow2'), { force: true });
+  for (const own of instances) rmSync(join(own, 'disk.qcow2'), { force: true });
+  for (const file of pidFiles) rmSync(file, { force: true });
 }
 const existsPid = (pid: number) => {
   try {
