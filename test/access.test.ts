@@ -12,7 +12,6 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
-  LineSplitter,
   displayable,
   formatLine,
   linePrefix,
@@ -23,6 +22,7 @@ import {
   tailStart,
   type Styler,
 } from '../src/access/logs.js';
+import { LineSplitter } from '../src/util/lines.js';
 import {
   configValue,
   hostKeyAlias,
