@@ -794,3 +794,40 @@ test('plan graphs (golden)', async (t) => {
   for (const [name, make] of Object.entries(scenarios))
     await t.test(name, () => assert.deepEqual(graphLines(make()), goldenGraphs[name]));
 });
+
+test('an instance whose first boot was cut short gets a new root disk instead of a start', () => {
+  const desired = composeFile(shop)();
+  const interrupted = {
+    firstBoot: 'pending',
+    interrupted: true,
+    thisBoot: { cloudInit: false, finished: false },
+  } as const;
+  const gone = withInstance(hostRunning(desired), 'db-0', {
+    pid: undefined,
+    status: undefined,
+    boot: interrupted,
+  });
+  assert.deepEqual(lines(plan(desired, gone, up(desired))), [
+    'overlay recreate db-0: a new root disk, so cloud-init runs again',
+    'instance recreate db-0: its first boot never finished',
+  ]);
+  assert.equal(plan(desired, gone, up(desired)).actions.at(-1)!.cause, 'interrupted');
+  const dead = withInstance(hostRunning(desired), 'db-0', { status: 'shutdown', boot: interrupted });
+  assert.deepEqual(
+    lines(plan(desired, dead, up(desired))).at(-1),
+    'instance recreate db-0: its first boot never finished',
+  );
+  // Still booting under a live QEMU: left to finish. Booted, or never reached cloud-init: a start.
+  const booting = withInstance(hostRunning(desired), 'db-0', { boot: interrupted });
+  assert.deepEqual(lines(plan(desired, booting, up(desired))), []);
+  const booted = withInstance(gone, 'db-0', {
+    boot: { ...interrupted, firstBoot: 'done', interrupted: false },
+  });
+  assert.deepEqual(lines(plan(desired, booted, up(desired))), ['instance start db-0: QEMU exited']);
+  // stop and down leave it as the verb says.
+  const stop: Targets = { services: { db: 'stopped', web: 'stopped' } };
+  assert.deepEqual(lines(plan(desired, gone, stop)), [
+    'instance stop web-0: stop requested',
+    'instance stop web-1: stop requested',
+  ]);
+});

@@ -1,7 +1,16 @@
 import * as keypair from '../resources/keypair.js';
 import type { ProjectLayout } from '../state/layout.js';
 import type { InstanceObserved } from '../resources/instance.js';
-import { byServiceAndIndex, inspectProject, stateOf, type InstanceState } from '../state/inspect.js';
+import {
+  byServiceAndIndex,
+  inspectProject,
+  phaseOf,
+  readBoot,
+  stateOf,
+  type InstanceState,
+  type Phase,
+} from '../state/inspect.js';
+import type { CloudInitVerdict } from '../observe/boot.js';
 import { sshTargetOf } from '../state/records.js';
 
 // What `ps` shows: every instance on disk, observed now. Read from the state dir alone, so it
@@ -20,6 +29,14 @@ export interface InstanceStatus {
   instance: string;
   /** running, paused, stopped, exited (QEMU gone without holos stopping it), shutdown, … */
   state: string;
+  /**
+   * Where a running guest is on its way: booting, provisioning (its first boot, cloud-init at
+   * work), ready, degraded (cloud-init finished with errors), failed (cloud-init could not set
+   * it up); otherwise the state (stopped, exited, paused, …), or created (never started).
+   */
+  phase: Phase;
+  /** cloud-init's verdict on the root disk's first boot, once it is over. */
+  cloud_init: CloudInitVerdict | null;
   /** healthy, unhealthy, or empty without a healthcheck or when not running. */
   health: string;
   pid: number | null;
@@ -49,8 +66,11 @@ export function observedStatus(
 export async function statusOf(layout: ProjectLayout, states: InstanceState[]): Promise<InstanceStatus[]> {
   let key: ReturnType<typeof keypair.read> | undefined;
   return Promise.all(
-    states.map(async (seen): Promise<InstanceStatus> => {
-      const { applied, state } = seen;
+    states.map(async (inspected): Promise<InstanceStatus> => {
+      const { applied, state } = inspected;
+      // The boot as the serial log tells it now (a plan's observation reads it only for a repair).
+      const boot = applied && (await readBoot(inspected.layout, applied, state === 'running'));
+      const seen = { ...inspected, ...(boot && { boot }) };
       const running = seen.pid !== undefined && state === 'running';
       const ports = Object.values(applied?.spec.ports ?? {}).map((p, i) => ({
         host_ip: p.hostIp,
@@ -76,6 +96,8 @@ export async function statusOf(layout: ProjectLayout, states: InstanceState[]): 
         service: seen.service,
         instance: seen.name,
         state,
+        phase: phaseOf(seen),
+        cloud_init: seen.boot?.verdict ?? null,
         health,
         pid: seen.pid ?? null,
         ip: applied?.spec.network.ip ?? null,

@@ -145,6 +145,7 @@ export function eventPrinter(json: boolean): (event: HolosEvent) => void {
   const printer = progressPrinter();
   return (event) => {
     if (event.type === 'download') return printer.download(event);
+    if (event.type === 'phase') return printer.phase(event);
     const line = formatEvent(event);
     if (line !== undefined) printer.line(line);
   };
@@ -161,6 +162,7 @@ export function statusTable(rows: InstanceStatus[], withProject: boolean): strin
     'SERVICE',
     'INSTANCE',
     'STATE',
+    'PHASE',
     'HEALTH',
     'IP',
     'UPTIME',
@@ -173,6 +175,7 @@ export function statusTable(rows: InstanceStatus[], withProject: boolean): strin
       r.service,
       r.instance,
       r.state,
+      r.phase === r.state ? '-' : r.phase,
       r.health || '-',
       r.ip ?? '-',
       uptime(r.started_at ?? undefined) || '-',

@@ -189,6 +189,22 @@ export function mountCommand(mount: ResolvedMount): string {
   return steps.join(' && ');
 }
 
+/** The line holos's seed writes to the serial port when the guest's first boot is over (boot.ts). */
+export const firstBootMarker = 'holos: first boot finished';
+
+/**
+ * A shell line, run first by runcmd (once per disk), that waits in the background for
+ * cloud-init to finish this boot, syncs, and writes its verdict (status.json on one line) to
+ * the serial port: a disk whose log has this line holds cloud-init's state whole. runcmd runs
+ * in cloud-final, whose unit keeps the processes it leaves (KillMode=process, and OpenRC
+ * kills none), and in every guest the first serial port is QEMU's `-serial`.
+ */
+export const firstBootReport = [
+  '( cloud-init status --wait >/dev/null 2>&1; sync',
+  `s=$(tr -d '\\n' < /run/cloud-init/status.json 2>/dev/null)`,
+  `printf '\\n${firstBootMarker} %s\\n' "\${s:-null}" > /dev/ttyS0 ) </dev/null >/dev/null 2>&1 &`,
+].join('; ');
+
 export function renderUserData(
   project: ResolvedProject,
   service: ResolvedService,
@@ -227,7 +243,8 @@ export function renderUserData(
     ],
     // Mounts go first in bootcmd: every boot, idempotent, and before the user's commands need them.
     bootcmd: [fstabSync(service.mounts), ...service.mounts.map(mountCommand), ...init.bootcmd],
-    runcmd: init.runcmd,
+    // First, so the user's commands decide the script's exit status, as they would alone.
+    runcmd: [firstBootReport, ...init.runcmd],
   };
   return `#cloud-config\n${yaml11(config)}`;
 }

@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import type {
   ResolvedInstance,
@@ -14,9 +14,16 @@ import { freePort, isPortFree } from '../observe/ports.js';
 import { qemuArgs } from '../qemu/argv.js';
 import { requireUefiFirmware } from '../qemu/firmware.js';
 import { launch, stopGracefully, type StopOutcome } from '../qemu/lifecycle.js';
-import { inspect, instancesOnDisk, parseInstanceName, type RunState } from '../state/inspect.js';
+import {
+  firstBootNow,
+  inspect,
+  instancesOnDisk,
+  parseInstanceName,
+  type BootState,
+  type RunState,
+} from '../state/inspect.js';
 import { checkSocketPaths, type InstanceLayout } from '../state/layout.js';
-import { writeApplied, type AppliedRecord } from '../state/records.js';
+import { writeApplied, type AppliedRecord, type FirstBoot } from '../state/records.js';
 import { serviceImage } from './image.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
 import type { Action, Change, ExecContext, ExecInput, Kind } from './kind.js';
@@ -102,6 +109,8 @@ export interface InstanceObserved {
   /** QMP run state of a live QEMU (`running`, `paused`, `shutdown`, …), or `unresponsive`. */
   status?: RunState;
   applied?: AppliedRecord;
+  /** Whether its first boot finished, read once its QEMU is gone or its guest dead. */
+  boot?: BootState;
 }
 
 const keyed = <T>(items: readonly T[], key: (item: T) => string): Record<string, T> =>
@@ -143,10 +152,12 @@ export const normalise = <T>(value: T): T => JSON.parse(JSON.stringify(value)) a
 
 /** The instance's process and record (state/inspect.ts), with QEMU asked for its run state. */
 export async function observe(layout: InstanceLayout, name = ''): Promise<InstanceObserved> {
-  const seen = await inspect(name, layout, { qmp: true });
-  return seen.pid === undefined
-    ? { applied: seen.applied }
-    : { pid: seen.pid, status: seen.status, applied: seen.applied };
+  const { pid, status, applied, boot } = await inspect(name, layout, { qmp: true, boot: 'first' });
+  return {
+    ...(pid !== undefined && { pid, status }),
+    ...(applied && { applied }),
+    ...(boot && { boot }),
+  };
 }
 
 export interface SpecChange {
@@ -280,6 +291,10 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
         },
       );
     if (cls === 'recreate') return act('recreate', 'changed', because, changed);
+    // Killed or stopped while cloud-init was writing its state: booted again, that disk can come
+    // up without a user or sshd. Nothing of the user's is on a disk whose first boot never ended.
+    if ((!live || deadGuest.has(observed.status ?? '')) && observed.boot?.interrupted)
+      return act('recreate', 'interrupted', 'its first boot never finished', { patch });
     if (!live)
       return applied.state === 'running'
         ? act('start', 'drift', 'QEMU exited', { patch })
@@ -378,6 +393,7 @@ async function startExecutor(
       hostPublicKey: hostKey.publicKey,
       projectPublicKey: projectKey?.publicKey,
       previous: observed.applied,
+      newDisk: action.verb === 'create' || action.verb === 'recreate',
     }),
   );
 }
@@ -392,6 +408,8 @@ export interface StartInput {
   hostPublicKey: string;
   projectPublicKey?: string;
   previous?: AppliedRecord;
+  /** The root disk was made for this start: its first boot begins (else the record's is carried). */
+  newDisk?: boolean;
   /** Picks a free port for holos's own forwards (default freePort; a test gives a taken one). */
   pickPort?: (host?: string) => Promise<number>;
 }
@@ -469,6 +487,8 @@ export async function start(input: StartInput): Promise<AppliedRecord> {
       uefiCode,
     });
     await rm(layout.pidFile, { force: true });
+    // Where this boot's console lines begin in the log QEMU appends to (observe/boot.ts).
+    const bootOffset = (await stat(layout.serialLog).catch(() => undefined))?.size ?? 0;
     let pid: number;
     try {
       pid = await launch(input.qemu, args, layout.pidFile, layout.qmpSocket);
@@ -477,15 +497,19 @@ export async function start(input: StartInput): Promise<AppliedRecord> {
       if (taken !== undefined && picked.has(Number(taken)) && attempt < startAttempts) continue;
       throw error;
     }
-    return recordStart(input, { pid, sshPort, hostPorts });
+    return recordStart(input, { pid, sshPort, hostPorts, bootOffset });
   }
 }
 
 async function recordStart(
   input: StartInput,
-  { pid, sshPort, hostPorts }: { pid: number; sshPort: number; hostPorts: number[] },
+  started: { pid: number; sshPort: number; hostPorts: number[]; bootOffset: number },
 ): Promise<AppliedRecord> {
   const { layout, spec } = input;
+  const { pid, sshPort, hostPorts, bootOffset } = started;
+  const firstBoot: FirstBoot | undefined = input.newDisk
+    ? { state: 'pending', serial_offset: bootOffset }
+    : await firstBootNow(layout, input.previous);
   const record: AppliedRecord = {
     schema_version: 2,
     spec: normalise(spec),
@@ -497,6 +521,8 @@ async function recordStart(
     hostPublicKey: input.hostPublicKey,
     ...(input.projectPublicKey && { projectPublicKey: input.projectPublicKey }),
     startedAt: new Date().toISOString(),
+    ...(firstBoot && { first_boot: firstBoot }),
+    boot_offset: bootOffset,
   };
   await writeRecord(layout, record);
   return record;
@@ -521,7 +547,16 @@ export async function stop(
           graceMs,
           step,
         });
-  if (observed.applied) await writeRecord(layout, { ...observed.applied, state: 'stopped', pid: undefined });
+  const { applied } = observed;
+  if (applied) {
+    const firstBoot = await firstBootNow(layout, applied);
+    await writeRecord(layout, {
+      ...applied,
+      state: 'stopped',
+      pid: undefined,
+      ...(firstBoot && { first_boot: firstBoot }),
+    });
+  }
   return outcome;
 }
 

@@ -47,6 +47,8 @@ export type Cause =
   | 'drift'
   /** The base image is the same file at another path: the disk is rebased. */
   | 'moved'
+  /** Its QEMU stopped during the disk's first boot: the guest is made again on a new disk. */
+  | 'interrupted'
   /** A key the guest was given is gone or different: the guest must be made again. */
   | 'key-changed'
   /** Only the seed's hosts table changed: no VM action, the guest sees it when recreated. */

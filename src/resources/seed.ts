@@ -55,6 +55,11 @@ export interface SeedObserved {
    * hash of the rendered files): it is written once under its new name, as an upgrade.
    */
   namedByContent?: boolean;
+  /**
+   * Not there, but the same inputs' seed of an older seedFormat is: it serves the guest as it
+   * is (its first boot is past) and is written in the current format when the instance next starts.
+   */
+  olderFormat?: boolean;
 }
 
 /** The name of a seed file (state/layout.ts: `seed-<hash8>.iso`). */
@@ -79,9 +84,10 @@ export function seedIdentity(service: ResolvedService, instance: ResolvedInstanc
 
 /**
  * Bump when render.ts writes other bytes from the same inputs (a new cloud-init key, another
- * quoting): every seed's name changes with it, so each is written again.
+ * quoting): every seed's name changes with it, and each is written again when its instance next
+ * starts. 2: runcmd reports the end of the first boot (render.ts: firstBootReport).
  */
-const seedFormat = 1;
+const seedFormat = 2;
 
 /** Hashes of hosts tables, each computed once: every instance of a project shares one table. */
 const hostsDigests = new WeakMap<Record<string, string>, string>();
@@ -117,9 +123,10 @@ export function seedContentHash(
   service: ResolvedService,
   instance: ResolvedInstance,
   keys: SeedKeys,
+  format = seedFormat,
 ): string {
   const inputs = {
-    format: seedFormat,
+    format,
     instance: { name: instance.name, ip: instance.ip, mac: instance.mac, userMac: instance.userMac },
     user: service.user,
     os: service.image.os,
@@ -216,6 +223,10 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
   async observe(_name, spec) {
     if (!spec?.path || !spec.keys) return { exists: false };
     if (await exists(spec.path)) return { exists: true };
+    const { project, resolvedService, resolved, keys, layout } = spec;
+    for (let format = seedFormat - 1; format >= 1; format--)
+      if (await exists(layout.seed(seedContentHash(project, resolvedService, resolved, keys, format))))
+        return { exists: false, olderFormat: true };
     // Compared the old way, by rendering, only when the file of this name is missing: once it is
     // written under its new name, no plan renders it again.
     const byContent = spec.layout.seed(seedHash(seedFiles(spec, spec.keys)));
@@ -227,6 +238,7 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
     // Rewritten while the instance is left as it is, only the seed's hosts table can have moved
     // (or its name, from an older holos).
     const withInstance = ctx.planned('instance', name) !== undefined;
+    if (observed.olderFormat && !withInstance) return [];
     const upgraded = !withInstance && observed.namedByContent === true;
     return [
       {

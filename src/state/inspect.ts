@@ -4,7 +4,8 @@ import { queryStatus } from '../observe/qmp.js';
 import { join } from 'node:path';
 import { readQcow2Header, type Qcow2Header } from '../observe/qcow2.js';
 import { projectLayout, type InstanceLayout, type ProjectLayout } from './layout.js';
-import { readApplied, type AppliedRecord } from './records.js';
+import { readApplied, type AppliedRecord, type FirstBoot } from './records.js';
+import { scanSerialLog, type BootScan, type CloudInitVerdict } from '../observe/boot.js';
 
 // What is on the host now for an instance: the one reader of an instance directory (after
 // lima's store.Inspect). The reconciler's observe, watch, ps, exec/console/logs and down all
@@ -49,7 +50,25 @@ export interface InstanceState {
   status?: RunState;
   applied?: AppliedRecord;
   state: RunState;
+  /** What the serial log says of its boots, when asked for (`boot`) and there is a record. */
+  boot?: BootState;
 }
+
+/** An instance's boots as the serial log tells them (observe/boot.ts). */
+export interface BootState {
+  firstBoot: 'pending' | 'done';
+  verdict?: CloudInitVerdict;
+  /** Its first boot began (cloud-init ran) and never finished: the disk's cloud-init state may be half-written. */
+  interrupted: boolean;
+  /** The current boot: cloud-init is at work, and whether it finished (read only for a live QEMU). */
+  thisBoot: BootScan['thisBoot'];
+}
+
+/**
+ * Where an instance is on its way to ready: the phases of a live guest (DESIGN.md §4), else its
+ * run state (`stopped`, `exited`, `paused`, …). `created`: made, never started.
+ */
+export type Phase = 'created' | 'booting' | 'provisioning' | 'ready' | 'degraded' | 'failed' | RunState;
 
 /** The service and replica index an instance name stands for (`web-1` → web, 1), without a record. */
 export function parseInstanceName(name: string): { service: string; index: number } {
@@ -67,14 +86,105 @@ const asRunState = (status: string): RunState =>
 export async function inspect(
   name: string,
   layout: InstanceLayout,
-  options: { qmp?: boolean } = {},
+  options: InspectOptions = {},
 ): Promise<InstanceState> {
   const applied = await readApplied(layout);
   const pid = await readPid(layout.pidFile);
   const live = pid !== undefined && (await isOurQemu(pid, layout.qmpSocket));
-  if (!live || !options.qmp) return stateOf(name, layout, { applied, ...(live && { pid }) });
-  const status = await queryStatus(layout.qmpSocket, 2_000).then(asRunState, () => 'unresponsive' as const);
-  return stateOf(name, layout, { applied, pid, status });
+  const status =
+    live && options.qmp
+      ? await queryStatus(layout.qmpSocket, 2_000).then(asRunState, () => 'unresponsive' as const)
+      : undefined;
+  const booting = live && (status === undefined || status === 'running');
+  // Whether a first boot finished matters once its QEMU is gone (a plan's repair); its
+  // progress, to a reader of phases.
+  const boot =
+    applied && (options.boot === 'phase' || (options.boot === 'first' && !booting))
+      ? await readBoot(layout, applied, options.boot === 'phase' && booting)
+      : undefined;
+  return stateOf(name, layout, {
+    applied,
+    ...(live && { pid }),
+    ...(status !== undefined && { status }),
+    ...(boot && { boot }),
+  });
+}
+
+export interface InspectOptions {
+  /** Ask a live QEMU for its run state (a round trip per instance). */
+  qmp?: boolean;
+  /**
+   * Read the serial log: `first` for whether the disk's first boot finished (read only while the
+   * record says it is pending), `phase` for the current boot's progress too.
+   */
+  boot?: 'first' | 'phase';
+}
+
+/** The boots of an instance with a record; `current`: the current boot's progress is wanted. */
+export async function readBoot(
+  layout: InstanceLayout,
+  applied: AppliedRecord,
+  current: boolean,
+): Promise<BootState> {
+  const recorded = applied.first_boot;
+  const none = { cloudInit: false, finished: false };
+  // A record from before first boots were tracked: its disk counts as booted, its boot as over.
+  if (!recorded)
+    return { firstBoot: 'done', interrupted: false, thisBoot: { cloudInit: true, finished: true } };
+  const pending = recorded.state === 'pending';
+  if (!pending && !current)
+    return {
+      firstBoot: 'done',
+      interrupted: false,
+      thisBoot: none,
+      ...(recorded.verdict && { verdict: recorded.verdict }),
+    };
+  const boot = applied.boot_offset ?? recorded.serial_offset;
+  const scan = await scanSerialLog(
+    layout.serialLog,
+    pending ? recorded.serial_offset : boot,
+    boot,
+    (s) => (!pending || s.firstBoot !== undefined) && (!current || s.thisBoot.finished),
+  );
+  const verdict = scan.firstBoot ?? recorded.verdict;
+  return {
+    firstBoot: verdict || !pending ? 'done' : 'pending',
+    ...(verdict && { verdict }),
+    interrupted: pending && !scan.firstBoot && scan.cloudInitRan && !scan.cloudInitFinished,
+    thisBoot: current ? scan.thisBoot : none,
+  };
+}
+
+/**
+ * The record's first boot brought up to date with the serial log: a pending one that has since
+ * finished is done, with cloud-init's verdict when holos's line came. For a record about to be
+ * rewritten (a start, a stop), so a later boot never waits for the first boot's line again.
+ */
+export async function firstBootNow(
+  layout: InstanceLayout,
+  applied: AppliedRecord | undefined,
+): Promise<FirstBoot | undefined> {
+  const recorded = applied?.first_boot;
+  if (recorded?.state !== 'pending') return recorded;
+  const { firstBoot, cloudInitFinished } = await scanSerialLog(
+    layout.serialLog,
+    recorded.serial_offset,
+    Number.MAX_SAFE_INTEGER,
+    (s) => s.firstBoot !== undefined,
+  );
+  if (firstBoot) return { ...recorded, state: 'done', verdict: firstBoot };
+  // cloud-init finished, and the guest went down before holos's line: over, verdict unknown.
+  return cloudInitFinished ? { ...recorded, state: 'done' } : recorded;
+}
+
+/** The phase of an inspected instance (its boot read with `boot: 'phase'`). */
+export function phaseOf(state: InstanceState): Phase {
+  if (state.state === 'absent') return 'created';
+  if (state.state !== 'running') return state.state;
+  const { boot } = state;
+  if (!boot) return 'booting';
+  if (boot.firstBoot === 'pending') return boot.thisBoot.cloudInit ? 'provisioning' : 'booting';
+  return boot.thisBoot.finished ? (boot.verdict?.status ?? 'ready') : 'booting';
 }
 
 /**
@@ -84,13 +194,13 @@ export async function inspect(
 export function stateOf(
   name: string,
   layout: InstanceLayout,
-  seen: { applied?: AppliedRecord; pid?: number; status?: RunState },
+  seen: { applied?: AppliedRecord; pid?: number; status?: RunState; boot?: BootState },
 ): InstanceState {
-  const { applied, pid, status } = seen;
+  const { applied, pid, status, boot } = seen;
   const { service, index } = applied
     ? { service: applied.spec.service, index: applied.spec.index }
     : parseInstanceName(name);
-  const base = { name, service, index, layout, ...(applied && { applied }) };
+  const base = { name, service, index, layout, ...(applied && { applied }), ...(boot && { boot }) };
   if (pid === undefined) {
     const state: RunState = !applied ? 'absent' : applied.state === 'running' ? 'exited' : 'stopped';
     return { ...base, state };
@@ -111,7 +221,7 @@ export async function instancesOnDisk(layout: ProjectLayout): Promise<string[]> 
 /** Every instance of the project on disk, in service then replica order. */
 export async function inspectProject(
   layout: ProjectLayout,
-  options: { qmp?: boolean } = {},
+  options: InspectOptions = {},
 ): Promise<InstanceState[]> {
   const names = await instancesOnDisk(layout);
   const states = await Promise.all(names.map((name) => inspect(name, layout.instance(name), options)));

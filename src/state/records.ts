@@ -1,3 +1,4 @@
+import type { CloudInitVerdict } from '../observe/boot.js';
 import type { Accelerator } from '../qemu/argv.js';
 import type { InstanceSpec } from '../resources/instance.js';
 import type { SshTarget } from '../ssh/exec.js';
@@ -24,6 +25,21 @@ export interface AppliedRecord {
   /** The project's login key the guest was given (absent in records of holos 0.1). */
   projectPublicKey?: string;
   startedAt?: string;
+  /**
+   * The root disk's first boot (observe/boot.ts): pending until holos's line is in the serial
+   * log after `serial_offset`, the log's size when the disk was made. Absent in records
+   * written before holos tracked first boots: those disks count as booted.
+   */
+  first_boot?: FirstBoot;
+  /** The serial log's size when this QEMU started: where the current boot's lines begin. */
+  boot_offset?: number;
+}
+
+export interface FirstBoot {
+  state: 'pending' | 'done';
+  serial_offset: number;
+  /** cloud-init's verdict, once the first boot is over and holos has read it. */
+  verdict?: CloudInitVerdict;
 }
 
 export const readApplied = (layout: InstanceLayout) => readJson<AppliedRecord>(layout.applied);
