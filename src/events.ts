@@ -22,6 +22,11 @@ export type HolosEvent =
       duration_ms?: number;
     }
   | { type: 'waiting'; message: string }
+  /**
+   * `up --wait`: an instance's phase changed (state/inspect.ts: booting, provisioning, ready,
+   * degraded, failed, or a run state). `elapsed_ms` counts from `since`, when its QEMU started.
+   */
+  | { type: 'phase'; instance: string; phase: string; elapsed_ms: number; since: string; errors?: string[] }
   /** `holos pull`: an image is in the cache (downloaded now, or already there). */
   | { type: 'pulled'; image: string; path: string; downloaded: boolean; digest?: string; size: number }
   /** An image download's progress: at most every 200 ms, and once with `done`. */

@@ -58,6 +58,9 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
             : 'the same as up: converge the host to the file',
         )
         .option('--timeout <duration>', 'give up waiting for healthchecks after this long')
+        // Before mutating's --no-wait (the lock's): defined first, neither is the default.
+        .option('--wait', "then wait until every VM is ready (cloud-init done); fail if one isn't")
+        .option('--wait-timeout <duration>', 'with --wait: give up after this long')
         .option(
           '--take-over',
           "manage the project from this file although another compose file made it (its VMs, disks and volumes become this file's)",

@@ -9,6 +9,7 @@ import { targetsFor, type LifecycleVerb } from '../reconcile/targets.js';
 import type { Targets } from '../reconcile/plan.js';
 import { projectLayout, type ProjectLayout } from '../state/layout.js';
 import { acquireLock } from '../state/lock.js';
+import { waitUntilReady } from '../reconcile/ready.js';
 import { forgetProject, projectsIn } from '../state/project.js';
 import { createLogger, stateDirOf, type GlobalOptions } from './context.js';
 import { eventPrinter, formatPlan, planJson, statusTable } from './output.js';
@@ -19,7 +20,12 @@ import { eventPrinter, formatPlan, planJson, statusTable } from './output.js';
 export interface MutateOptions {
   dryRun?: boolean;
   json?: boolean;
-  wait: boolean;
+  /**
+   * `--wait` (up, apply): wait until ready; `--no-wait`: do not wait for another holos's lock.
+   * One attribute for both (commander pairs them); undefined is neither.
+   */
+  wait?: boolean;
+  waitTimeout?: string;
   lockTimeout?: string;
   timeout?: string;
   takeOver?: boolean;
@@ -95,6 +101,11 @@ export async function mutate(
 ): Promise<void> {
   const target = await projectOf(globals, { project, takeOver: options.takeOver });
   checkServices(target.services, named);
+  // Bad flags fail before the lock is taken and anything changes.
+  const timeoutMs = durationOption(options.timeout, '--timeout');
+  // Only up and apply have --wait; on the other verbs `wait` is the lock's (true unless --no-wait).
+  const ready = (verb === 'up' || verb === 'apply') && options.wait === true;
+  const waitTimeoutMs = readyWait(options, ready);
   const targets = {
     ...targetsFor(verb, target.services, { named, volumes: options.volumes }),
     ...pullTargets(options),
@@ -116,7 +127,7 @@ export async function mutate(
   const warn = (message: string) => emit({ type: 'warning', message });
   const name = target.layout.project;
   const lock = await acquireLock(target.layout.lock, name, {
-    noWait: !options.wait,
+    noWait: options.wait === false,
     timeoutMs: durationOption(options.lockTimeout, '--lock-timeout'),
     onWait: (pid) =>
       emit({
@@ -124,14 +135,17 @@ export async function mutate(
         message: `waiting for holos (pid ${pid}) to finish changing project ${name}; --no-wait fails instead`,
       }),
   });
-  const timeoutMs = durationOption(options.timeout, '--timeout');
   const stopped =
     verb === 'stop' ? true : verb === 'start' || verb === 'up' || verb === 'apply' ? false : undefined;
+  const table = (verb === 'up' || verb === 'apply') && !options.json;
+  let converged: Converged;
+  let layout: ProjectLayout;
   try {
     // Under the lock: the record read here is the one the holos we waited for left behind.
     const session = await target.open();
+    layout = session.layout;
     if (session.notice) warn(session.notice);
-    const converged = await converge(session, targets, {
+    converged = await converge(session, targets, {
       emit,
       warn,
       signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
@@ -142,11 +156,25 @@ export async function mutate(
     });
     if (verb === 'down') await forgetProject(session.layout, options.volumes ?? false);
     // Still under the lock, so the table shows what this apply left, not another's half-work.
-    if ((verb === 'up' || verb === 'apply') && !options.json)
-      console.log(statusTable(await statusAfter(session.layout, converged), false));
+    if (table && !ready) console.log(statusTable(await statusAfter(session.layout, converged), false));
   } finally {
     await lock.release();
   }
+  if (!ready) return;
+  // Waiting changes nothing: another holos may change the project meanwhile (`holos stop`).
+  const problems = await waitUntilReady(layout, [...converged.planned.desired.specs.instance.keys()], {
+    emit,
+    ...(waitTimeoutMs !== undefined && { timeoutMs: waitTimeoutMs }),
+  });
+  if (table) console.log(statusTable(await projectStatus(layout), false));
+  if (problems.length > 0) throw new UserError(problems.join('\n'));
+}
+
+/** `--wait-timeout`, checked before anything changes; it means nothing without `--wait`. */
+function readyWait(options: MutateOptions, ready: boolean): number | undefined {
+  if (options.waitTimeout !== undefined && !ready)
+    throw new UserError(`--wait-timeout ${options.waitTimeout} needs --wait: add it, or drop --wait-timeout`);
+  return durationOption(options.waitTimeout, '--wait-timeout');
 }
 
 /** The instances after an apply: when it changed nothing, as its plan observed them. */

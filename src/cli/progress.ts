@@ -7,6 +7,18 @@ import { formatBytes, formatDuration } from '../compose/units.js';
 // plain line every few seconds. Both read the same `download` events that --json prints.
 
 type Download = Extract<HolosEvent, { type: 'download' }>;
+type PhaseChange = Extract<HolosEvent, { type: 'phase' }>;
+
+/** Phases an instance passes through on its way to ready; the others end the wait. */
+const passing = new Set(['booting', 'provisioning']);
+
+/** `web-0: provisioning, 42s` on the way; `web-0: ready after 1m32s` at the end (with the reason). */
+export function phaseLine(event: PhaseChange, now = Date.parse(event.since) + event.elapsed_ms): string {
+  const elapsed = formatDuration(Math.floor(Math.max(0, now - Date.parse(event.since)) / 1000) * 1000);
+  if (passing.has(event.phase)) return `${event.instance}: ${event.phase}, ${elapsed}`;
+  const why = event.errors?.length ? `: ${event.errors.join('; ')}` : '';
+  return `${event.instance}: ${event.phase} after ${elapsed}${why}`;
+}
 
 const plainEveryMs = 5_000;
 
@@ -29,6 +41,8 @@ export interface Printer {
   /** A line that stays (an event's line). */
   line(text: string): void;
   download(event: Download): void;
+  /** `up --wait`: on a terminal a live line per instance with its phase and a running clock. */
+  phase(event: PhaseChange): void;
 }
 
 export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): Printer {
@@ -42,16 +56,19 @@ export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): Pr
         lastAt.set(event.image, now);
         stream.write(`${downloadLine(event)}\n`);
       },
+      phase: (event) => stream.write(`${phaseLine(event)}\n`),
     };
   }
   // log-update loads with the first download: a verb that downloads nothing never needs it, and
   // until it is there, the live lines wait in `live` and the other lines are written as they are.
-  const live = new Map<string, string>();
+  const live = new Map<string, string | (() => string)>();
   let update: ReturnType<typeof createLogUpdate> | undefined;
   let loading: Promise<void> | undefined;
+  // Phases show a running clock: redrawn every second while one is on its way.
+  let ticking: NodeJS.Timeout | undefined;
   const redraw = () => {
     if (!update) return;
-    if (live.size > 0) update([...live.values()].join('\n'));
+    if (live.size > 0) update([...live.values()].map((l) => (typeof l === 'string' ? l : l())).join('\n'));
     else update.clear();
   };
   const load = () =>
@@ -75,6 +92,24 @@ export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): Pr
       live.delete(event.image);
       update?.clear();
       stream.write(`${downloadLine(event)}\n`);
+      redraw();
+    },
+    phase(event) {
+      const key = `phase:${event.instance}`;
+      if (passing.has(event.phase)) {
+        live.set(key, () => phaseLine(event, Date.now()));
+        ticking ??= setInterval(redraw, 1_000).unref();
+        void load();
+        redraw();
+        return;
+      }
+      live.delete(key);
+      if (ticking && ![...live.keys()].some((k) => k.startsWith('phase:'))) {
+        clearInterval(ticking);
+        ticking = undefined;
+      }
+      update?.clear();
+      stream.write(`${phaseLine(event)}\n`);
       redraw();
     },
   };

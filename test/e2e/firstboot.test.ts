@@ -1,0 +1,177 @@
+// Issue #17 end to end, on real guests in a network namespace of the test's own: a VM killed
+// with SIGKILL while cloud-init sets it up is recreated by the next `up` (its first boot never
+// finished) and then answers `holos exec`; a service whose runcmd fails is `degraded` in `ps`
+// and fails `up --wait` with cloud-init's own message; `up --wait` returns only once every VM
+// is ready, saying each phase with the time since its QEMU started.
+
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Plan } from '../../src/reconcile/plan.js';
+import type { InstanceStatus } from '../../src/access/status.js';
+import {
+  BOOT_TIMEOUT_MS,
+  e2eTest,
+  isQemuOf,
+  netnsGate,
+  parseEvents,
+  runHolosIn,
+  tempProject,
+  waitForLog,
+  withNetns,
+} from './harness.js';
+
+const compose = (image: string, badRuncmd: string[]) => `name: firstboot
+services:
+  app:
+    image: ${image}
+    stop_grace_period: 5s
+    cloud_init:
+      write_files:
+        - path: /etc/holos-firstboot
+          content: "made on the first boot\\n"
+  bad:
+    image: ${image}
+    stop_grace_period: 5s
+    cloud_init:
+      runcmd: ${JSON.stringify(badRuncmd)}
+`;
+
+const failing = ['echo holos-e2e-about-to-fail', 'false'];
+const degradedBecause =
+  /modules-final: scripts-user failed: Runparts: 1 failures \(runcmd\) in 1 attempted commands/;
+
+e2eTest(
+  'first boot: killed mid-provisioning is recreated; a failing runcmd is degraded; up --wait waits for ready',
+  async (t, env) => {
+    if (!netnsGate(t)) return;
+    const project = await tempProject(t);
+    await project.write('holos.yaml', compose(env.image, failing));
+    const dir = (instance: string) => join(project.stateDir, 'instances', 'firstboot', instance);
+    const pidOf = (instance: string) => Number(readFileSync(join(dir(instance), 'qemu.pid'), 'utf8').trim());
+    const diskInode = (instance: string) => statSync(join(dir(instance), 'disk.qcow2')).ino;
+
+    await withNetns(`holos-fb-${process.pid}`, async (ns) => {
+      const holos = (args: string[], timeoutMs = 5 * 60_000) =>
+        runHolosIn(ns, args, {
+          cwd: project.dir,
+          env: { ...project.env, HOLOS_ACCEL: env.accel.kind },
+          timeoutMs,
+        });
+      const ps = async () => {
+        const r = await holos(['ps', '--format', 'json']);
+        assert.equal(r.code, 0, r.stderr);
+        const rows = (JSON.parse(r.stdout) as { instances: InstanceStatus[] }).instances;
+        return new Map(rows.map((row) => [row.instance, row]));
+      };
+      try {
+        const up = await holos(['up']);
+        assert.equal(up.code, 0, up.stderr);
+        const firstDisk = diskInode('app-0');
+
+        await t.test('killed while cloud-init sets it up: the plan recreates it', async () => {
+          // cloud-init's network stage is at work: the disk holds part of its state.
+          await waitForLog(
+            join(dir('app-0'), 'serial.log'),
+            /Cloud-init v\. \S+ running 'init'/,
+            BOOT_TIMEOUT_MS,
+          );
+          const pid = pidOf('app-0');
+          process.kill(pid, 'SIGKILL');
+          while (isQemuOf(pid, project.stateDir)) await sleep(100);
+          const rows = await ps();
+          assert.equal(rows.get('app-0')!.state, 'exited');
+          const plan = await holos(['plan', '--json']);
+          assert.equal(plan.code, 0, plan.stderr);
+          const actions = (JSON.parse(plan.stdout) as Plan).actions.map(
+            (a) => `${a.id} ${a.verb} ${a.cause}: ${a.reason}`,
+          );
+          assert.deepEqual(actions, [
+            'overlay:app-0 recreate replaced: a new root disk, so cloud-init runs again',
+            'instance:app-0 recreate interrupted: its first boot never finished',
+          ]);
+        });
+
+        await t.test(
+          'up --wait: recreates it, waits for ready, and fails on the degraded one',
+          async (st) => {
+            const started = Date.now();
+            const wait = await holos(['up', '--wait', '--wait-timeout', '8m'], 10 * 60_000);
+            st.diagnostic(
+              `up --wait returned after ${Math.round((Date.now() - started) / 1000)}s:\n${wait.stderr}`,
+            );
+            assert.equal(wait.code, 1, `bad-0 is degraded, so the wait fails:\n${wait.stderr}`);
+            assert.match(wait.stderr, /^app-0: recreate \(its first boot never finished\)$/m);
+            assert.match(
+              wait.stderr,
+              /^app-0: (booting|provisioning), \d+s$/m,
+              'a line per phase, with its time',
+            );
+            assert.match(wait.stderr, /^app-0: ready after (\d+m)?\d+s$/m);
+            assert.match(
+              wait.stderr,
+              new RegExp(`^bad-0: degraded after (\\d+m)?\\d+s: ${degradedBecause.source}$`, 'm'),
+            );
+            assert.match(
+              wait.stderr,
+              new RegExp(
+                `^holos: bad-0 is degraded: cloud-init: ${degradedBecause.source}; see holos logs bad-0$`,
+                'm',
+              ),
+            );
+            assert.doesNotMatch(wait.stderr, /^holos: app-0/m, 'app-0 is not a problem');
+            assert.match(wait.stdout, /app-0 +running +ready/);
+            assert.match(wait.stdout, /bad-0 +running +degraded/);
+            assert.notEqual(diskInode('app-0'), firstDisk, 'app-0 has a new root disk');
+          },
+        );
+
+        await t.test(
+          'ps says ready and degraded, with the verdict; exec answers on the new disk',
+          async () => {
+            const rows = await ps();
+            assert.equal(rows.get('app-0')!.phase, 'ready');
+            assert.deepEqual(rows.get('app-0')!.cloud_init, { status: 'ready', errors: [] });
+            assert.equal(rows.get('bad-0')!.phase, 'degraded');
+            assert.equal(rows.get('bad-0')!.cloud_init!.status, 'degraded');
+            assert.match(rows.get('bad-0')!.cloud_init!.errors.join('\n'), degradedBecause);
+            const table = await holos(['ps']);
+            assert.match(table.stdout, /^SERVICE +INSTANCE +STATE +PHASE +HEALTH/m);
+            const exec = await holos(['exec', 'app-0', '--', 'cat', '/etc/holos-firstboot']);
+            assert.deepEqual([exec.code, exec.stdout], [0, 'made on the first boot\n'], exec.stderr);
+            const logs = await holos(['logs', 'bad']);
+            assert.match(logs.stdout, /holos-e2e-about-to-fail/);
+          },
+        );
+
+        await t.test(
+          'runcmd fixed: up --wait --json recreates bad-0 and returns once all are ready',
+          async () => {
+            await project.write('holos.yaml', compose(env.image, ['echo holos-e2e-fixed']));
+            const wait = await holos(['up', '--wait', '--json', '--wait-timeout', '8m'], 10 * 60_000);
+            assert.equal(wait.code, 0, wait.stderr);
+            const events = parseEvents(wait.stdout);
+            const phases = events.flatMap((e) => (e.type === 'phase' ? [e] : []));
+            const of = (name: string) => phases.filter((e) => e.instance === name).map((e) => e.phase);
+            assert.deepEqual(of('app-0'), ['ready'], 'app-0 was ready already');
+            const bad = of('bad-0');
+            assert.equal(bad.at(-1), 'ready', bad.join(' → '));
+            assert.ok(bad.includes('provisioning'), `bad-0 was seen provisioning: ${bad.join(' → ')}`);
+            const elapsed = phases.filter((e) => e.instance === 'bad-0').map((e) => e.elapsed_ms);
+            assert.deepEqual(
+              elapsed,
+              [...elapsed].sort((a, b) => a - b),
+              'elapsed times grow',
+            );
+            const rows = await ps();
+            for (const name of ['app-0', 'bad-0']) assert.equal(rows.get(name)!.phase, 'ready', name);
+          },
+        );
+      } finally {
+        const down = await holos(['down']);
+        assert.equal(down.code, 0, down.stderr);
+      }
+    });
+  },
+);
