@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { seedHash } from '../src/cloudinit/iso.js';
-import { fstabSync, mountCommand, renderSeed } from '../src/cloudinit/render.js';
+import { firstBootReport, fstabSync, mountCommand, renderSeed } from '../src/cloudinit/render.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { seedContentHash } from '../src/resources/seed.js';
 import { shellQuote } from '../src/util/shell.js';
@@ -97,7 +97,8 @@ test('user-data: user with sudo and both keys, pinned host key, no password, use
   assert.equal(files[2]!.content, 'on');
   // First, always: holos's fstab lines made exactly this service's mounts (none here).
   assert.deepEqual(data.bootcmd, [fstabSync([]), 'echo early']);
-  assert.deepEqual(data.runcmd, ['echo one', ['echo', 'two']]);
+  // First, always: the step that reports the end of the first boot (observe/boot.ts).
+  assert.deepEqual(data.runcmd, [firstBootReport, 'echo one', ['echo', 'two']]);
   assert.deepEqual(
     Object.keys(data).filter((k) => ['packages', 'write_files', 'bootcmd', 'runcmd'].includes(k)),
     ['packages', 'write_files', 'bootcmd', 'runcmd'],
@@ -303,5 +304,5 @@ test('the rendered seed is pinned to seedFormat: rendering other bytes needs a n
   );
   // If this fails, render.ts writes other bytes from the same inputs: bump seedFormat in
   // resources/seed.ts (so every seed on a host is written again) and update this hash.
-  assert.equal(seedHash(files).slice(0, 16), '1dcae065d295cc98');
+  assert.equal(seedHash(files).slice(0, 16), '2dbdb2e893d9e9ec');
 });

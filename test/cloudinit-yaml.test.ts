@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import { parse, stringify } from 'yaml';
-import { renderSeed, yaml11, type SeedKeys } from '../src/cloudinit/render.js';
+import { firstBootReport, renderSeed, yaml11, type SeedKeys } from '../src/cloudinit/render.js';
 import { validateComposeFile } from '../src/compose/load.js';
 import { resolveProject, type ResolvedProject } from '../src/compose/resolve.js';
 import { parseMount } from '../src/compose/mounts.js';
@@ -245,7 +245,7 @@ test('PyYAML reads user-data with fuzzed commands, files, packages, keys and mou
       const expected = userData.expected as Record<string, unknown[]> & {
         users: { ssh_authorized_keys: string[] }[];
       };
-      assert.deepEqual(expected.runcmd, init.runcmd);
+      assert.deepEqual(expected.runcmd, [firstBootReport, ...init.runcmd]);
       assert.deepEqual(expected.bootcmd!.slice(expected.bootcmd!.length - init.bootcmd.length), init.bootcmd);
       assert.deepEqual(expected.write_files!.slice(1), init.write_files);
       assert.deepEqual(expected.packages, init.packages.length > 0 ? init.packages : undefined);

@@ -246,7 +246,7 @@ test('stopGracefully(): a QEMU that answers nothing, not even SIGTERM, is killed
 test('instance.observe(): a live QEMU has a pid and a QMP status; a dead or foreign pid has none', async (t) => {
   if (!needsTools(t)) return;
   const files = newInstance();
-  assert.deepEqual(await instance.observe(files), { applied: undefined });
+  assert.deepEqual(await instance.observe(files), {});
 
   const pid = await startGuestless(t, files);
   const live = await instance.observe(files);

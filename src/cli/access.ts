@@ -93,6 +93,20 @@ export async function logs(
   }
 }
 
+export async function inspect(
+  globals: GlobalOptions,
+  name: string,
+  options: { format: string },
+): Promise<void> {
+  if (options.format !== 'text' && options.format !== 'json')
+    throw new UserError(`--format ${options.format}: use text or json`);
+  const { inspectDetails, formatDetails } = await import('../access/inspect.js');
+  const details = await inspectDetails(await accessProject(globals), name);
+  process.stdout.write(
+    `${options.format === 'json' ? JSON.stringify({ schema_version: 1, ...details }) : formatDetails(details)}\n`,
+  );
+}
+
 export async function sshConfig(globals: GlobalOptions): Promise<void> {
   process.stdout.write(await renderSshConfig(await accessProject(globals)));
 }

@@ -165,6 +165,17 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     .option('--format <format>', 'table or json', 'table')
     .action(async (options: { all?: boolean; format: string }) => (await lifecycle()).ps(globals(), options));
 
+  program
+    .command('inspect')
+    .description(
+      "one instance in full: state, phase and cloud-init's verdict, ports, disk and its backing chain, QEMU's command line, the spec it runs",
+    )
+    .argument('<instance>', 'an instance (web-0), or a service for its replica 0')
+    .option('--format <format>', 'text or json', 'text')
+    .action(async (name: string, options: { format: string }) =>
+      (await access()).inspect(globals(), name, options),
+    );
+
   // Getting into VMs: they read the state dir and touch no VM's state.
   program
     .command('exec')

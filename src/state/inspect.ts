@@ -228,6 +228,19 @@ export async function inspectProject(
   return states.sort(byServiceAndIndex);
 }
 
+/** The files a disk is made on, nearest first, from the qcow2 headers (not the disk itself). */
+export async function backingChain(disk: string): Promise<string[]> {
+  const chain: string[] = [];
+  let path: string | undefined = disk;
+  while (path) {
+    const header: Qcow2Header | undefined = await readQcow2Header(path).catch(() => undefined);
+    path = header?.backingFile;
+    if (path && (path === disk || chain.includes(path))) break;
+    if (path) chain.push(path);
+  }
+  return chain;
+}
+
 /**
  * Which instances' disks are made on each file (the image cache's, by absolute path), from the
  * backing chain of every root disk in the state dir, as `<project>/<instance>`.
@@ -236,16 +249,9 @@ export async function imageUsers(stateDir: string): Promise<Map<string, string[]
   const users = new Map<string, string[]>();
   for (const project of await readdir(join(stateDir, 'instances')).catch(() => [])) {
     const layout = projectLayout(stateDir, project);
-    for (const instance of await instancesOnDisk(layout)) {
-      const seen = new Set<string>();
-      let path: string | undefined = layout.instance(instance).overlay;
-      while (path && !seen.has(path)) {
-        seen.add(path);
-        const header: Qcow2Header | undefined = await readQcow2Header(path).catch(() => undefined);
-        path = header?.backingFile;
-        if (path) users.set(path, [...(users.get(path) ?? []), `${project}/${instance}`]);
-      }
-    }
+    for (const instance of await instancesOnDisk(layout))
+      for (const path of await backingChain(layout.instance(instance).overlay))
+        users.set(path, [...(users.get(path) ?? []), `${project}/${instance}`]);
   }
   return users;
 }

@@ -10,13 +10,16 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Plan } from '../../src/reconcile/plan.js';
 import type { InstanceStatus } from '../../src/access/status.js';
+import type { InstanceDetails } from '../../src/access/inspect.js';
 import {
   BOOT_TIMEOUT_MS,
   e2eTest,
+  heldVmTest,
   isQemuOf,
   netnsGate,
   parseEvents,
   runHolosIn,
+  runOk,
   tempProject,
   waitForLog,
   withNetns,
@@ -171,6 +174,66 @@ e2eTest(
       } finally {
         const down = await holos(['down']);
         assert.equal(down.code, 0, down.stderr);
+      }
+    });
+  },
+);
+
+// A VM on an empty disk never boots (its firmware finds nothing to boot): its phase stays
+// `booting`, which `up --wait` reports at its timeout and `inspect` shows with the rest.
+heldVmTest(
+  'first boot: inspect a held VM; up --wait gives up at --wait-timeout, naming the phase',
+  async (t, qemu) => {
+    const project = await tempProject(t);
+    await runOk(qemu.img, ['create', '-q', '-f', 'qcow2', join(project.dir, 'base.qcow2'), '16M']);
+    await project.write(
+      'holos.yaml',
+      'name: held\nservices:\n  db:\n    image: ./base.qcow2\n    stop_grace_period: 1s\n    vm: { memory_mb: 128 }\n',
+    );
+    await withNetns(`holos-held-${process.pid}`, async (ns) => {
+      const holos = (...args: string[]) =>
+        runHolosIn(ns, args, { cwd: project.dir, env: { ...project.env, HOLOS_ACCEL: 'tcg' } });
+      try {
+        const wait = await holos('up', '--wait', '--wait-timeout', '2s');
+        assert.equal(wait.code, 1, wait.stderr);
+        assert.match(wait.stderr, /^db-0: booting, 0s$/m);
+        assert.match(
+          wait.stderr,
+          /^holos: db-0 is still booting after 2s; a longer --wait-timeout waits longer$/m,
+        );
+        assert.match(wait.stdout, /db-0 +running +booting/);
+
+        const text = await holos('inspect', 'db');
+        assert.equal(text.code, 0, text.stderr);
+        const base = join(project.dir, 'base.qcow2');
+        const dir = join(project.stateDir, 'instances', 'held', 'db-0');
+        for (const line of [
+          /^instance +db-0 \(service db, project held\)$/m,
+          /^state +running$/m,
+          /^phase +booting$/m,
+          /^cloud-init +its first boot has not finished$/m,
+          new RegExp(`^disk +${dir}/disk\\.qcow2\\n +on ${base}$`, 'm'),
+          /^qemu +\S*qemu-system-x86_64 .*-name db-0/m,
+        ])
+          assert.match(text.stdout, line);
+        const json = await holos('inspect', 'db-0', '--format', 'json');
+        const details = JSON.parse(json.stdout) as InstanceDetails & { schema_version: number };
+        assert.equal(details.schema_version, 1);
+        assert.deepEqual(
+          [details.phase, details.qmp_status, details.cloud_init, details.first_boot?.state],
+          ['booting', 'running', null, 'pending'],
+        );
+        assert.deepEqual(details.disk.backing_chain, [base]);
+        assert.equal(details.spec?.name, 'db-0');
+        const bad = await holos('inspect', 'db', '--format', 'yaml');
+        assert.deepEqual([bad.code, bad.stderr], [1, 'holos: --format yaml: use text or json\n']);
+        const lone = await holos('up', '--wait-timeout', '1s');
+        assert.deepEqual(
+          [lone.code, lone.stderr],
+          [1, 'holos: --wait-timeout 1s needs --wait: add it, or drop --wait-timeout\n'],
+        );
+      } finally {
+        assert.equal((await holos('down')).code, 0);
       }
     });
   },
