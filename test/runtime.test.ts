@@ -789,3 +789,72 @@ services:
   );
   assert.ok(await isOurQemu(record.pid!, files.qmpSocket));
 });
+
+test('waitUntilReady: the phases of a live QEMU from its serial log, and each way a wait fails', async (t) => {
+  if (!needsTools(t)) return;
+  const marker = (status: object) =>
+    `\nholos: first boot finished ${JSON.stringify({ v1: { datasource: 'NoCloud', ...status } })}\n`;
+  const running =
+    "[ 40.1] cloud-init[252]: Cloud-init v. 22.4.2 running 'init-local' at Wed. Up 39 seconds.\n";
+  const finished = '[ 74.8] cloud-init[345]: Cloud-init v. 22.4.2 finished at Wed. Up 74 seconds\n';
+  /** A running QEMU (held, then continued) with a record of a first boot begun at offset 0. */
+  async function booting(log: string) {
+    const files = newInstance();
+    const pid = await startGuestless(t, files);
+    const { QmpClient } = await import('../src/observe/qmp.js');
+    const qmp = await QmpClient.connect(files.qmpSocket, { timeoutMs: 5_000 });
+    await qmp.execute('cont');
+    qmp.close();
+    const name = basename(files.dir);
+    await instance.writeRecord(files, {
+      schema_version: 2,
+      spec: { name, service: 'vm', index: 0 } as instance.InstanceSpec,
+      state: 'running',
+      pid,
+      sshPort: 2222,
+      hostPorts: [],
+      accel: { kind: 'tcg', hostCpu: 'max' },
+      hostPublicKey: 'ssh-ed25519 AAAA h',
+      startedAt: new Date().toISOString(),
+      first_boot: { state: 'pending', serial_offset: 0 },
+      boot_offset: 0,
+    });
+    writeFileSync(files.serialLog, log);
+    return { files, name, pid };
+  }
+  const { waitUntilReady } = await import('../src/reconcile/ready.js');
+  const phases: string[] = [];
+  const emit = (e: { type: string; instance?: string; phase?: string }) => {
+    if (e.type === 'phase') phases.push(`${e.instance} ${e.phase}`);
+  };
+
+  // provisioning, then ready once holos's line comes.
+  const ok = await booting(running);
+  const waiting = waitUntilReady(layout, [ok.name], { emit, pollMs: 20 });
+  while (!phases.includes(`${ok.name} provisioning`)) await new Promise((r) => setTimeout(r, 10));
+  writeFileSync(ok.files.serialLog, `${running}${finished}${marker({ init: { errors: [] } })}`);
+  assert.deepEqual(await waiting, []);
+  assert.deepEqual(phases.splice(0), [`${ok.name} provisioning`, `${ok.name} ready`]);
+
+  // degraded: cloud-init's reason and where to look.
+  const bad = await booting(
+    `${running}${marker({ 'modules-final': { errors: ["('scripts-user', RuntimeError('Runparts: 1 failures (runcmd) in 1 attempted commands'))"] } })}`,
+  );
+  assert.deepEqual(await waitUntilReady(layout, [bad.name], { emit, pollMs: 20 }), [
+    `${bad.name} is degraded: cloud-init: modules-final: scripts-user failed: Runparts: 1 failures (runcmd) in 1 attempted commands; see holos logs ${bad.name}`,
+  ]);
+  // cloud-init finished and holos's line never came: the user-data was not applied.
+  const unapplied = await booting(`${running}${finished}`);
+  assert.deepEqual(await waitUntilReady(layout, [unapplied.name], { emit, pollMs: 20, markerGraceMs: 50 }), [
+    `${unapplied.name} is failed: cloud-init: it finished without running holos's first-boot step: the user-data was not applied; see holos logs ${unapplied.name}`,
+  ]);
+  // Still booting at the timeout; and a QEMU that is gone ends the wait at once.
+  const slow = await booting('');
+  assert.deepEqual(await waitUntilReady(layout, [slow.name], { emit, pollMs: 20, timeoutMs: 100 }), [
+    `${slow.name} is still booting after 100ms; a longer --wait-timeout waits longer`,
+  ]);
+  await killQemu(slow.pid, slow.files.qmpSocket);
+  assert.deepEqual(await waitUntilReady(layout, [slow.name], { emit, pollMs: 20 }), [
+    `${slow.name} is exited, not running; see holos logs ${slow.name}`,
+  ]);
+});

@@ -46,7 +46,8 @@ export interface Printer {
 }
 
 export function progressPrinter(stream: NodeJS.WriteStream = process.stderr): Printer {
-  if (!stream.isTTY) {
+  // A terminal of no size (a pty nobody sized) would show log-update nothing: plain lines there too.
+  if (!stream.isTTY || !stream.rows) {
     const lastAt = new Map<string, number>();
     return {
       line: (text) => stream.write(`${text}\n`),

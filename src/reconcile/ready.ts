@@ -22,6 +22,8 @@ export interface WaitOptions {
   /** Give up after this long (`--wait-timeout`); undefined waits as long as it takes. */
   timeoutMs?: number;
   pollMs?: number;
+  /** How long after cloud-init's end holos's line may take (default markerGraceMs). */
+  markerGraceMs?: number;
   signal?: AbortSignal;
 }
 
@@ -71,7 +73,7 @@ export async function waitUntilReady(
         if (phase === 'provisioning' && state.boot?.thisBoot.finished) {
           const seen = finishedSeenAt.get(name) ?? Date.now();
           finishedSeenAt.set(name, seen);
-          if (Date.now() - seen > markerGraceMs) {
+          if (Date.now() - seen >= (options.markerGraceMs ?? markerGraceMs)) {
             phase = 'failed';
             errors = ["it finished without running holos's first-boot step: the user-data was not applied"];
           }
