@@ -144,6 +144,23 @@ async function startGuestless(t: TestContext, files: InstanceLayout): Promise<nu
   return pid;
 }
 
+/** The record of an instance holos started as `pid`, with as much of a spec as a test needs. */
+const runningRecord = (
+  spec: Partial<instance.InstanceSpec>,
+  pid: number,
+  extra: Partial<instance.AppliedRecord> = {},
+): instance.AppliedRecord => ({
+  schema_version: 2,
+  spec: spec as instance.InstanceSpec,
+  state: 'running',
+  pid,
+  sshPort: 2222,
+  hostPorts: [],
+  accel: { kind: 'tcg', hostCpu: 'max' },
+  hostPublicKey: 'ssh-ed25519 AAAA h',
+  ...extra,
+});
+
 const qemuImg = (...args: string[]) => execFileSync('qemu-img', args, { encoding: 'utf8' });
 
 interface ImageInfo {
@@ -269,16 +286,7 @@ test('instance.stop(): stops a live QEMU and records the instance as stopped', a
   if (!needsTools(t)) return;
   const files = newInstance();
   const pid = await startGuestless(t, files);
-  const record: instance.AppliedRecord = {
-    schema_version: 1,
-    spec: { name: 'vm' } as instance.InstanceSpec,
-    state: 'running',
-    pid,
-    sshPort: 2222,
-    hostPorts: [],
-    accel: { kind: 'tcg', hostCpu: 'max' },
-    hostPublicKey: 'ssh-ed25519 AAAA h',
-  };
+  const record = runningRecord({ name: 'vm' }, pid, { schema_version: 1 });
   await instance.writeRecord(files, record);
   const seen = await instance.observe(files);
   assert.deepEqual(seen.applied, record);
@@ -806,19 +814,14 @@ test('waitUntilReady: the phases of a live QEMU from its serial log, and each wa
     await qmp.execute('cont');
     qmp.close();
     const name = basename(files.dir);
-    await instance.writeRecord(files, {
-      schema_version: 2,
-      spec: { name, service: 'vm', index: 0 } as instance.InstanceSpec,
-      state: 'running',
-      pid,
-      sshPort: 2222,
-      hostPorts: [],
-      accel: { kind: 'tcg', hostCpu: 'max' },
-      hostPublicKey: 'ssh-ed25519 AAAA h',
-      startedAt: new Date().toISOString(),
-      first_boot: { state: 'pending', serial_offset: 0 },
-      boot_offset: 0,
-    });
+    await instance.writeRecord(
+      files,
+      runningRecord({ name, service: 'vm', index: 0 }, pid, {
+        startedAt: new Date().toISOString(),
+        first_boot: { state: 'pending', serial_offset: 0 },
+        boot_offset: 0,
+      }),
+    );
     writeFileSync(files.serialLog, log);
     return { files, name, pid };
   }
