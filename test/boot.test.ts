@@ -13,7 +13,7 @@ import { phaseOf, readBoot, stateOf, type InstanceState } from '../src/state/ins
 import { projectLayout } from '../src/state/layout.js';
 import type { AppliedRecord } from '../src/state/records.js';
 
-const fixture = new URL('../fixtures/serial/degraded-first-boot.log', import.meta.url);
+const fixture = new URL('../fixtures/serial/degraded-first-boot.txt', import.meta.url);
 const degradedBoot = () => readFile(fixture, 'utf8');
 
 const status = (stages: Record<string, string[]>, datasource: string | null = 'DataSourceNoCloud') =>
