@@ -15,7 +15,11 @@ const outdir = resolve(process.argv[2] ?? join(root, 'dist')); // another folder
 await rm(outdir, { recursive: true, force: true }); // no chunk of an earlier build left behind
 await build({
   absWorkingDir: root,
-  entryPoints: [{ in: 'src/bin.ts', out: 'cli' }],
+  // The switch of a project's private segment runs as a process of its own (resources/segment.ts).
+  entryPoints: [
+    { in: 'src/bin.ts', out: 'cli' },
+    { in: 'src/net/switch-main.ts', out: 'switch' },
+  ],
   outdir,
   chunkNames: 'chunks/[name]-[hash]',
   bundle: true,

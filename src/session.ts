@@ -66,7 +66,7 @@ export function emptyProject(name: string, stateDir: string): Session {
     levels: [],
     instances: [],
     volumes: {},
-    network: { ...networkOf(name), hosts: {} },
+    network: { ...networkOf(), hosts: {} },
     allocation: { instances: {} },
   };
   return { project, layout: projectLayout(stateDir, name), imagePins: {} };

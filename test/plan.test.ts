@@ -92,6 +92,7 @@ function freshHost(wanted: Desired): Observed {
     keypair: { [wanted.project.name]: {}, ...hostKeysOf(wanted, () => ({})) },
     image: Object.fromEntries([...wanted.images.keys()].map((ref) => [ref, { exists: true }])),
     volume: Object.fromEntries(wanted.volumes.map((v) => [v.name, { exists: false }])),
+    segment: Object.fromEntries([...wanted.specs.segment.keys()].map((n) => [n, {}])),
     overlay: perInstance(wanted, () => ({ exists: false })),
     seed: perInstance(wanted, () => ({ exists: false })),
     nvram: Object.fromEntries([...wanted.specs.nvram.keys()].map((n) => [n, { exists: false }])),
@@ -119,6 +120,8 @@ function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
         return [name, old ? { exists: true, virtualSize: old.size } : { exists: false }];
       }),
     ),
+    // The switch runs (a pid of the test's own: plans read no process).
+    segment: { [wanted.project.name]: { pid: 4242 } },
     overlay: perInstance(wanted, (d) => {
       const old = made(d)?.overlay;
       return old
@@ -171,6 +174,7 @@ test('a fresh project: keys, volume, then per instance in start order key, disk,
   assert.deepEqual(lines(result), [
     'keypair generate shop: no key pair yet',
     'volume create data: new volume of 1G',
+    'segment start shop: the switch of the private segment',
     ...perInstanceLines('db-0'),
     ...perInstanceLines('web-0'),
     ...perInstanceLines('web-1'),
@@ -332,7 +336,11 @@ test('target stopped stops only the live instances', () => {
   assert.deepEqual(lines(result), [
     'instance stop db-0: stop requested',
     'instance stop web-0: stop requested',
+    // No VM of the project runs afterwards: its switch stops too, after them.
+    'segment stop shop: no VM of the project runs',
   ]);
+  const stopSwitch = result.actions.at(-1)!;
+  assert.deepEqual(stopSwitch.after, ['instance:db-0', 'instance:web-0']);
 });
 
 test('target absent removes every instance that has a process or a record, and no other', () => {
@@ -344,7 +352,11 @@ test('target absent removes every instance that has a process or a record, and n
   observed.seed['web-0'] = { exists: false };
   observed.keypair['web-0 host key'] = {};
   const result = plan(desired, observed, { services: { db: 'absent', web: 'absent' }, strays: 'absent' });
-  assert.deepEqual(lines(result), ['instance remove db-0: down', 'instance remove web-1: down']);
+  assert.deepEqual(lines(result), [
+    'instance remove db-0: down',
+    'instance remove web-1: down',
+    'segment remove shop: no VM of the project is left',
+  ]);
 });
 
 test('existingOnly (start) leaves instances that were never started alone', () => {
@@ -421,6 +433,7 @@ test('strays are left alone unless the targets name them', () => {
       'instance stop db-0: stop requested',
       'instance stop web-0: stop requested',
       'instance stop web-1: stop requested',
+      'segment stop shop: no VM of the project runs',
     ],
   );
 });
@@ -450,6 +463,7 @@ test('down also removes an instance that never started but left its disk, seed a
     'instance remove db-0: down',
     'instance remove web-0: down',
     'instance remove web-1: down',
+    'segment remove shop: no VM of the project is left',
   ]);
   assert.deepEqual(lines(plan(desired, freshHost(desired), down)), []);
 });
@@ -465,6 +479,7 @@ test('down --volumes: every volume of the project on disk goes, after its instan
     'instance remove web-1: down',
     'volume remove data: down --volumes',
     'volume remove old-cache: down --volumes',
+    'segment remove shop: no VM of the project is left',
   ]);
   // A plain down plans no volume removal.
   const { removeVolumes: _, ...plain } = down;
@@ -712,7 +727,7 @@ const scenarios: Record<string, () => Plan> = {
     );
     return plan(after, hostRunning(before, after), up(after));
   },
-  'down --volumes: web before db, the volume last': () => {
+  'down --volumes: web before db, the volume and the switch last': () => {
     const desired = composeFile(shop)();
     return plan(desired, hostRunning(desired), {
       services: { db: 'absent', web: 'absent' },
@@ -725,27 +740,29 @@ const scenarios: Record<string, () => Plan> = {
 const goldenGraphs: Record<string, string[]> = {
   'a UEFI instance: its variable store is a part, made during its create': [
     '[] -> keypair:fw generate (missing)',
+    '[] -> segment:fw start (missing)',
     '[] -> keypair:app-0 host key generate (missing)',
     '[] -> overlay:app-0 create (missing) {during instance:app-0}',
     '[keypair:app-0 host key, keypair:fw] -> seed:app-0 write (missing) {during instance:app-0}',
     '[] -> nvram:app-0 create (missing) {during instance:app-0}',
-    '[keypair:app-0 host key, keypair:fw] -> instance:app-0 create (missing)',
+    '[keypair:app-0 host key, keypair:fw, segment:fw] -> instance:app-0 create (missing)',
   ],
   'a fresh project': [
     '[] -> keypair:shop generate (missing)',
     '[] -> volume:data create (missing)',
+    '[] -> segment:shop start (missing)',
     '[] -> keypair:db-0 host key generate (missing)',
     '[] -> overlay:db-0 create (missing) {during instance:db-0}',
     '[keypair:db-0 host key, keypair:shop] -> seed:db-0 write (missing) {during instance:db-0}',
-    '[keypair:db-0 host key, keypair:shop, volume:data] -> instance:db-0 create (missing)',
+    '[keypair:db-0 host key, keypair:shop, segment:shop, volume:data] -> instance:db-0 create (missing)',
     '[] -> keypair:web-0 host key generate (missing)',
     '[] -> overlay:web-0 create (missing) {during instance:web-0}',
     '[keypair:shop, keypair:web-0 host key] -> seed:web-0 write (missing) {during instance:web-0}',
-    '[health:db, keypair:shop, keypair:web-0 host key] -> instance:web-0 create (missing)',
+    '[health:db, keypair:shop, keypair:web-0 host key, segment:shop] -> instance:web-0 create (missing)',
     '[] -> keypair:web-1 host key generate (missing)',
     '[] -> overlay:web-1 create (missing) {during instance:web-1}',
     '[keypair:shop, keypair:web-1 host key] -> seed:web-1 write (missing) {during instance:web-1}',
-    '[health:db, keypair:shop, keypair:web-1 host key] -> instance:web-1 create (missing)',
+    '[health:db, keypair:shop, keypair:web-1 host key, segment:shop] -> instance:web-1 create (missing)',
     '[instance:db-0] -> health:db healthy',
   ],
   'web restarts (vm.memory_mb), behind the gate of db, which has nothing to do': [
@@ -781,11 +798,12 @@ const goldenGraphs: Record<string, string[]> = {
     '[instance:web-1, keypair:cache-0 host key] -> instance:cache-0 create (missing)',
     '[] -> instance:web-1 remove (not-in-file)',
   ],
-  'down --volumes: web before db, the volume last': [
+  'down --volumes: web before db, the volume and the switch last': [
     '[instance:web-0, instance:web-1] -> instance:db-0 remove (requested)',
     '[] -> instance:web-0 remove (requested)',
     '[] -> instance:web-1 remove (requested)',
     '[instance:db-0, instance:web-0, instance:web-1] -> volume:data remove (requested)',
+    '[instance:db-0, instance:web-0, instance:web-1] -> segment:shop remove (requested)',
   ],
 };
 
@@ -829,5 +847,6 @@ test('an instance whose first boot was cut short gets a new root disk instead of
   assert.deepEqual(lines(plan(desired, gone, stop)), [
     'instance stop web-0: stop requested',
     'instance stop web-1: stop requested',
+    'segment stop shop: no VM of the project runs',
   ]);
 });

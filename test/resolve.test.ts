@@ -49,11 +49,6 @@ test('instances, IPs in start order from .2, hosts, replica ports', () => {
   assert.deepEqual(project.volumes, { data: { size: 2 ** 30 } });
 });
 
-test('the multicast group and port come from the project name, as in the original', () => {
-  const project = resolveProject(loadText(demo));
-  assert.equal(`${project.network.group}:${project.network.port}`, '239.42.151.81:37701');
-});
-
 test('MACs are deterministic, locally administered, distinct, and the user NIC differs in byte 3', () => {
   const a = resolveProject(loadText(demo));
   const b = resolveProject(loadText(demo));

@@ -36,6 +36,7 @@ import type { DiffContext, Target } from '../src/resources/kind.js';
 import * as overlay from '../src/resources/overlay.js';
 import type { OverlayObserved, OverlaySpec } from '../src/resources/overlay.js';
 import * as seed from '../src/resources/seed.js';
+import { startSwitch, stopSwitch } from '../src/resources/segment.js';
 import * as volume from '../src/resources/volume.js';
 import { loadText } from './support/compose.js';
 
@@ -87,6 +88,7 @@ const targetOnly = (target: Target): DiffContext => ({
   project: undefined as never,
   spec: () => undefined,
   observed: () => undefined,
+  observedNames: () => [],
   planned: () => undefined,
   pullPolicy: 'missing',
   notice: () => undefined,
@@ -584,6 +586,7 @@ volumes:
   assert.deepEqual(verbs(fresh.plan), [
     'keypair generate trip',
     'volume create data',
+    'segment start trip',
     'keypair generate db-0 host key',
     'overlay create db-0',
     'seed write db-0',
@@ -596,6 +599,8 @@ volumes:
 
   await keypair.generate(fresh.desired.keypair);
   for (const spec of fresh.desired.volumes) await volume.create(spec, 'qemu-img');
+  const switchPid = await startSwitch(tripLayout);
+  t.after(() => stopSwitch(tripLayout, switchPid));
   for (const d of fresh.desired.instances) await keypair.generate(d.hostKey);
   // Seeds rendered with the real keys now, as converge does after the preparation.
   const prepared = await planNow();
@@ -613,8 +618,10 @@ volumes:
   // Suppose the first start failed: down still removes what was made, and then has nothing to do.
   const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent' } as const;
   const teardown = plan(made.desired, await observeState(made.desired), down);
-  assert.deepEqual(verbs(teardown), ['instance remove db-0', 'instance remove web-0']);
-  for (const action of teardown.actions) await instance.remove(tripLayout.instance(action.name));
+  assert.deepEqual(verbs(teardown), ['instance remove db-0', 'instance remove web-0', 'segment remove trip']);
+  for (const action of teardown.actions)
+    if (action.kind === 'segment') await stopSwitch(tripLayout, switchPid);
+    else await instance.remove(tripLayout.instance(action.name));
   assert.deepEqual(plan(made.desired, await observeState(made.desired), down).actions, []);
   assert.deepEqual(readdirSync(tripLayout.dir), []);
   assert.deepEqual(readdirSync(tripLayout.volumesDir), ['data.qcow2']);
@@ -857,6 +864,7 @@ test('waitUntilReady: the phases of a live QEMU from its serial log, and each wa
     `${slow.name} is still booting after 100ms; a longer --wait-timeout waits longer`,
   ]);
   await killQemu(slow.pid, slow.files.qmpSocket);
+  while (await isOurQemu(slow.pid, slow.files.qmpSocket)) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(await waitUntilReady(layout, [slow.name], { emit, pollMs: 20 }), [
     `${slow.name} is exited, not running; see holos logs ${slow.name}`,
   ]);

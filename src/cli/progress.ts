@@ -10,7 +10,7 @@ type Download = Extract<HolosEvent, { type: 'download' }>;
 type PhaseChange = Extract<HolosEvent, { type: 'phase' }>;
 
 /** Phases an instance passes through on its way to ready; the others end the wait. */
-const passing = new Set(['booting', 'provisioning']);
+const passing = new Set(['booting', 'provisioning', 'unresponsive']);
 
 /** `web-0: provisioning, 42s` on the way; `web-0: ready after 1m32s` at the end (with the reason). */
 export function phaseLine(event: PhaseChange, now = Date.parse(event.since) + event.elapsed_ms): string {

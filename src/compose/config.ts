@@ -51,7 +51,6 @@ export function toConfig(project: ResolvedProject) {
     ),
     'x-network': {
       subnet: project.network.cidr,
-      multicast: `${project.network.group}:${project.network.port}`,
       start_order: project.levels,
       hosts: project.network.hosts,
     },

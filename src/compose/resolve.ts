@@ -64,9 +64,6 @@ export interface Allocation {
 
 export interface Network {
   cidr: string;
-  /** The socket multicast group and port of the private segment, derived from the project name. */
-  group: string;
-  port: number;
   /** Every instance name and service name (replica 0) with its IP, for /etc/hosts. */
   hosts: Record<string, string>;
 }
@@ -140,13 +137,9 @@ export function volumeSerial(name: string): string {
   return serial.length <= 20 ? serial : `vol-${name.slice(0, 7)}-${sha256(name).toString('hex').slice(0, 8)}`;
 }
 
-export function networkOf(project: string): Omit<Network, 'hosts'> {
-  const h = sha256(project);
-  return {
-    cidr: subnet.cidr,
-    group: `239.${h[0]}.${h[1]}.${h[2]}`,
-    port: 10000 + (((h[3]! << 8) | h[4]!) % 55000),
-  };
+/** The private segment's subnet (the segment itself is the project's switch, net/switch.ts). */
+export function networkOf(): Omit<Network, 'hosts'> {
+  return { cidr: subnet.cidr };
 }
 
 /** A locally administered MAC from the instance's identity; `attempt` moves it off a collision. */
@@ -230,7 +223,7 @@ export function resolveProject(loaded: LoadedCompose, previous?: Allocation): Re
     levels,
     instances,
     volumes,
-    network: { ...networkOf(project), hosts },
+    network: { ...networkOf(), hosts },
     allocation,
   };
 }

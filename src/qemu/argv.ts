@@ -20,6 +20,8 @@ export interface InstanceFiles {
   qmpSocket: string;
   /** A second QMP monitor, held open by `holos watch` for events, so `qmpSocket` stays free for queries. */
   eventSocket: string;
+  /** The private NIC's socket: QEMU listens, the project's switch connects (net/switch.ts). */
+  segmentSocket: string;
   pidFile: string;
   /** UEFI only: this instance's copy of the OVMF variable store. */
   uefiVars: string;
@@ -140,15 +142,21 @@ function networkArgs(spec: InstanceSpec, facts: LaunchFacts): string[] {
       (p, i) => `hostfwd=${p.protocol}:${p.hostIp}:${facts.hostPorts[i] ?? p.host}-:${p.guest}`,
     ),
   ];
-  const { group, port, mac } = spec.network;
+  const { mac } = spec.network;
   return [
     '-netdev',
     option('user', 'id=net0', ...forwards),
     '-device',
     `virtio-net-pci,netdev=net0,mac=${userMacOf(mac)}`,
-    // Bound to loopback so no frame of the private segment ever reaches the LAN.
+    // A unix socket in the owner's 0700 directory: no other user and no LAN ever sees a frame.
     '-netdev',
-    `socket,id=net1,mcast=${group}:${port},localaddr=127.0.0.1`,
+    option(
+      'stream',
+      'id=net1',
+      'server=on',
+      'addr.type=unix',
+      `addr.path=${escapeOption(facts.files.segmentSocket)}`,
+    ),
     '-device',
     `virtio-net-pci,netdev=net1,mac=${mac}`,
   ];

@@ -72,6 +72,7 @@ function diffAll(desired: Desired, observed: Observed, targets: Targets, notices
     project: desired.project,
     spec: (kind, name) => desired.specs[kind].get(name),
     observed: (kind, name) => observed[kind][name],
+    observedNames: (kind) => Object.keys(observed[kind]),
     planned: (kind, name) => planned.get(actionId(kind, name)),
     pullPolicy: targets.pull ?? 'missing',
     notice: (message) => notices.push(message),
@@ -99,7 +100,7 @@ function orderOf(desired: Desired, observed: Observed) {
   ];
   const kindOrder = Object.keys(kinds);
   return (a: Action): number[] => {
-    if (a.instance === undefined) return a.verb === 'remove' ? [2, 0, 0] : [0, kindOrder.indexOf(a.kind), 0];
+    if (a.instance === undefined) return teardown.has(a.verb) ? [2, 0, 0] : [0, kindOrder.indexOf(a.kind), 0];
     return [1, instances.indexOf(a.instance), partOrder.indexOf(a.kind)];
   };
 }
@@ -172,9 +173,9 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
       down.map((a) => a.id),
     );
 
-  // Volumes go once every instance that could hold them is gone.
+  // The project's own resources (its volumes, its switch) go once every instance is done with them.
   for (const action of actions)
-    if (action.kind === 'volume' && action.verb === 'remove')
+    if (action.instance === undefined && teardown.has(action.verb))
       wait(
         action,
         instanceActions.map((a) => a.id),

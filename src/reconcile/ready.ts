@@ -8,8 +8,8 @@ import { sleep } from '../util/sleep.js';
 // its phase where `ps` reads it (state/inspect.ts), and say each change as it happens. Ready
 // means cloud-init finished the first boot without errors, or, on a later boot, finished again.
 
-/** Phases on the way to ready: anything else ends the wait for that instance. */
-const onTheWay = new Set<Phase>(['booting', 'provisioning']);
+/** Phases on the way to ready (a QMP that did not answer in time, too): anything else ends the wait. */
+const onTheWay = new Set<Phase>(['booting', 'provisioning', 'unresponsive']);
 
 /**
  * cloud-init said it finished, and holos's line (written a second later) has not come this

@@ -45,8 +45,11 @@ export interface InstanceSpec {
   image: { path: string; format: 'qcow2' | 'raw' };
   disk_size: number | null;
   user: string;
-  /** `group` and `port`: the private segment's multicast socket (restart). */
-  network: { ip: string; mac: string; group: string; port: number };
+  /**
+   * `segment`: what the private NIC is plugged into, the project's switch (restart). Records of
+   * holos before the switch have a multicast `group` and `port` instead.
+   */
+  network: { ip: string; mac: string; segment: 'switch' };
   /** The seed's identity: a hash of its inputs without the hosts table and mounts (seed.ts). */
   seed: string;
   // restart: same disk, new QEMU
@@ -89,10 +92,12 @@ export const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
 /**
  * Fields whose class differs from their parent's. The base image's path: the overlay judges
  * whether a new path is the same file (rebased, overlay.ts) or another image (a new disk); the
- * instance restarts either way, because QEMU holds the disk open. The segment is a QEMU option.
+ * instance restarts either way, because QEMU holds the disk open. The segment is a QEMU option
+ * (`group` and `port`: the multicast socket of records before the switch).
  */
 export const classOfSubfield: Record<string, ChangeClass> = {
   'image.path': 'restart',
+  'network.segment': 'restart',
   'network.group': 'restart',
   'network.port': 'restart',
 };
@@ -135,7 +140,7 @@ export function instanceSpec(
     image: { path, format },
     disk_size: disk_size ?? null,
     user: service.user,
-    network: { ip: instance.ip, mac: instance.mac, group: project.network.group, port: project.network.port },
+    network: { ip: instance.ip, mac: instance.mac, segment: 'switch' },
     seed: seedIdentity(service, instance),
     vm: { ...vm, uefi: service.uefi },
     ports: keyed(instance.ports, portKey),
@@ -189,9 +194,12 @@ export function change(record: AppliedRecord | InstanceSpec, wanted: InstanceSpe
 
   function legacyAware(r: AppliedRecord): InstanceSpec {
     if (r.schema_version !== 1) return r.spec;
-    return { ...r.spec, seed: wanted.seed, network: { ...wanted.network, ...r.spec.network } };
+    return { ...r.spec, seed: wanted.seed };
   }
 }
+
+const movedToSwitch =
+  "its private NIC moves from a multicast group other local users could join to the project's own switch";
 
 /** Statuses of a live QEMU whose guest is gone: restarting is the repair. */
 const deadGuest = new Set(['shutdown', 'guest-panicked', 'internal-error', 'io-error']);
@@ -299,7 +307,10 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
       return applied.state === 'running'
         ? act('start', 'drift', 'QEMU exited', { patch })
         : act('start', 'requested', 'stopped', { patch });
-    if (cls === 'restart') return act('restart', 'changed', because, changed);
+    if (cls === 'restart')
+      return fields.every((f) => f.startsWith('network.')) && !('segment' in applied.spec.network)
+        ? act('restart', 'upgraded', movedToSwitch, changed)
+        : act('restart', 'changed', because, changed);
     if (rebase) return act('restart', 'moved', rebase.reason, { patch });
     if (deadGuest.has(observed.status ?? ''))
       return act('restart', 'drift', `guest status is ${observed.status}`, { patch });
@@ -341,7 +352,7 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
   },
 };
 
-/** What a VM needs before it starts: its keys, base image, volumes, disk and seed. */
+/** What a VM needs before it starts: its keys, the switch, base image, volumes, disk and seed. */
 function needsOf(spec: InstanceSpec, project: string): string[] {
   const volumes = Object.values(spec.mounts).flatMap((m) =>
     m.type === 'volume' ? [`volume:${m.source}`] : [],
@@ -349,6 +360,7 @@ function needsOf(spec: InstanceSpec, project: string): string[] {
   return [
     `keypair:${project}`,
     `keypair:${hostKeyName(spec.name)}`,
+    `segment:${project}`,
     ...volumes,
     `overlay:${spec.name}`,
     `seed:${spec.name}`,

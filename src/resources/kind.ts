@@ -16,7 +16,15 @@ import type { PullPolicy } from '../images/pull.js';
 /** What a verb asks for, per service. */
 export type Target = 'running' | 'stopped' | 'absent';
 
-export type ResourceKind = 'keypair' | 'image' | 'volume' | 'overlay' | 'seed' | 'nvram' | 'instance';
+export type ResourceKind =
+  | 'keypair'
+  | 'image'
+  | 'volume'
+  | 'segment'
+  | 'overlay'
+  | 'seed'
+  | 'nvram'
+  | 'instance';
 
 export type Verb =
   | 'generate'
@@ -138,6 +146,8 @@ export interface DiffContext {
   project: ResolvedProject;
   spec<K extends ResourceKind>(kind: K, name: string): SpecOf<K> | undefined;
   observed<K extends ResourceKind>(kind: K, name: string): ObservedOf<K> | undefined;
+  /** The names of every resource of a kind observed: the file's, and those on the host it no longer names. */
+  observedNames(kind: ResourceKind): string[];
   /** The change already planned for a resource of a kind diffed earlier (registry order). */
   planned(kind: ResourceKind, name: string): Change | undefined;
   /** `--pull`: whether a missing image may be downloaded. */

@@ -4,6 +4,7 @@ import { keypair } from './keypair.js';
 import { nvram } from './nvram.js';
 import { overlay } from './overlay.js';
 import { seed } from './seed.js';
+import { segment } from './segment.js';
 import { volume } from './volume.js';
 
 /**
@@ -11,6 +12,6 @@ import { volume } from './volume.js';
  * changes planned for the kinds before it (an instance's disk and seed follow what the
  * instance will do). Adding a kind: its module, and a line here.
  */
-export const kinds = { keypair, image, volume, instance, overlay, seed, nvram } as const;
+export const kinds = { keypair, image, volume, segment, instance, overlay, seed, nvram } as const;
 
 export type AnyKind = (typeof kinds)[keyof typeof kinds];

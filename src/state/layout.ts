@@ -37,6 +37,10 @@ export interface ProjectLayout {
   volume: (name: string) => string;
   /** The digests of base images, keyed by what changes with the file (util/digest.ts). */
   digestCache: string;
+  /** `networks/<project>`: the private segment's switch (its pid file and log), net/switch.ts. */
+  networkDir: string;
+  switchPid: string;
+  switchLog: string;
   instance: (name: string) => InstanceLayout;
 }
 
@@ -61,6 +65,9 @@ export function projectLayout(relativeOrAbsolute: string, project: string): Proj
     volumesDir,
     volume: (name) => join(volumesDir, `${name}.qcow2`),
     digestCache: digestCacheFile(stateDir),
+    networkDir: join(stateDir, 'networks', project),
+    switchPid: join(stateDir, 'networks', project, 'switch.pid'),
+    switchLog: join(stateDir, 'networks', project, 'switch.log'),
     instance: (name) => {
       // Asked for by every kind of every instance: made once per name.
       let layout = instances.get(name);
@@ -78,6 +85,7 @@ function instanceLayout(dir: string): InstanceLayout {
     serialLog: join(dir, 'serial.log'),
     qmpSocket: join(dir, 'qmp.sock'),
     eventSocket: join(dir, 'events.sock'),
+    segmentSocket: join(dir, 'segment.sock'),
     pidFile: join(dir, 'qemu.pid'),
     uefiVars: join(dir, 'uefi-vars.fd'),
     applied: join(dir, 'applied.json'),
@@ -89,7 +97,7 @@ function instanceLayout(dir: string): InstanceLayout {
 
 /** Fails early, naming the path, when a socket would not fit (a deep --state-dir). */
 export function checkSocketPaths(layout: InstanceLayout): void {
-  for (const path of [layout.qmpSocket, layout.eventSocket, layout.serialSocket])
+  for (const path of [layout.qmpSocket, layout.eventSocket, layout.serialSocket, layout.segmentSocket])
     if (Buffer.byteLength(path) > maxSocketPath)
       throw new UserError(
         `${path}: ${Buffer.byteLength(path)} bytes is too long for a unix socket (max ${maxSocketPath}); use a shorter --state-dir or HOLOS_STATE_DIR`,

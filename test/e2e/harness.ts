@@ -385,9 +385,12 @@ function cmdlineSync(pid: number): string[] | undefined {
   }
 }
 
+/** A project's switch (net/switch-main.ts, dist/switch.js): holos leaves it running as it does QEMU, so teardown kills it too. */
+const switchProgram = /\/(switch\.js|switch-main\.ts)$/;
+
 function isQemuWith(pid: number, markers: readonly string[]): boolean {
   const argv = cmdlineSync(pid);
-  if (!argv?.[0]?.includes('qemu')) return false;
+  if (!argv?.[0]?.includes('qemu') && !argv?.some((arg) => switchProgram.test(arg))) return false;
   return markers.some((marker) => argv.some((arg) => arg.includes(marker)));
 }
 

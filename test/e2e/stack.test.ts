@@ -496,6 +496,34 @@ e2eTest(
         assert.match(plan.stdout, /nothing to do/);
       });
 
+      // Issue #19: the private segment is the project's switch, in a process of its own; one
+      // killed is drift the plan shows, and started again it reconnects every VM, none restarted.
+      await step(
+        '3b. the switch killed: the plan starts it again, and web-0 reaches db with no VM restarted',
+        async () => {
+          const switchPid = Number(
+            readFileSync(join(proj.stateDir, 'networks', project, 'switch.pid'), 'utf8'),
+          );
+          process.kill(switchPid, 'SIGKILL');
+          while (existsSync(`/proc/${switchPid}`)) await sleep(20);
+          const plan = await planJson();
+          assert.deepEqual(
+            plan.actions.map((a) => `${a.id} ${a.verb} ${a.cause}`),
+            [`segment:${project} start drift`],
+          );
+          await holosOk(['up']);
+          await withSsh('web-0', async (web) => {
+            const body = await run(
+              web,
+              `python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://db:8000/marker", timeout=20).read().decode())'`,
+            );
+            assert.equal(body, `${token}\n`, 'web-0 reads db-0 by name through the new switch');
+          });
+          const rows = await ps();
+          for (const [name, pid] of pids) assert.equal(pidOf(rows, name), pid, `${name} kept its QEMU`);
+        },
+      );
+
       await step('4. web vm.memory_mb 512 → 640: restart web only, same root disks', async (st) => {
         await writeStack({ ...initialShape, webMemory: 640 });
         const plan = await planJson();
