@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { seedHash } from '../src/cloudinit/iso.js';
@@ -89,14 +92,19 @@ test('user-data: user with sudo and both keys, pinned host key, no password, use
   const files = data.write_files as unknown as { path: string; content: string; permissions: string }[];
   assert.deepEqual(
     files.map((f) => f.path),
-    ['/etc/hosts', '/etc/app.conf', '/etc/flag'],
+    ['/etc/app.conf', '/etc/flag'],
   );
   // Strings that YAML 1.1 would turn into booleans, numbers or octal stay strings.
-  assert.equal(files[1]!.content, 'ssh_pwauth: no\nport: 22:22\n');
-  assert.equal(files[1]!.permissions, '0600');
-  assert.equal(files[2]!.content, 'on');
-  // First, always: holos's fstab lines made exactly this service's mounts (none here).
-  assert.deepEqual(data.bootcmd, [fstabSync([]), 'echo early']);
+  assert.equal(files[0]!.content, 'ssh_pwauth: no\nport: 22:22\n');
+  assert.equal(files[0]!.permissions, '0600');
+  assert.equal(files[1]!.content, 'on');
+  // First, always: the hosts table, then holos's fstab lines made exactly this service's mounts (none here).
+  const bootcmd = data.bootcmd as unknown as string[];
+  assert.match(
+    bootcmd[0]!,
+    / > \/etc\/hosts\.holos && chmod 644 \/etc\/hosts\.holos && mv \/etc\/hosts\.holos \/etc\/hosts$/,
+  );
+  assert.deepEqual(bootcmd.slice(1), [fstabSync([]), 'echo early']);
   // First, always: the step that reports the end of the first boot (observe/boot.ts).
   assert.deepEqual(data.runcmd, [firstBootReport, 'echo one', ['echo', 'two']]);
   assert.deepEqual(
@@ -106,7 +114,13 @@ test('user-data: user with sudo and both keys, pinned host key, no password, use
 });
 
 test('/etc/hosts lists every instance, services by replica 0, IPs in numeric order', () => {
-  const hosts = (read11(seedOf(demo, 'web-0')['user-data']).write_files as { content: string }[])[0]!.content;
+  // The bootcmd line, run by a real shell with the file put elsewhere, writes exactly the table.
+  const line = (read11(seedOf(demo, 'web-0')['user-data']).bootcmd as string[])[0]!;
+  const dir = mkdtempSync(join(tmpdir(), 'holos-hosts-'));
+  execFileSync('sh', ['-c', line.replaceAll('/etc/hosts', join(dir, 'hosts'))]);
+  const hosts = readFileSync(join(dir, 'hosts'), 'utf8');
+  assert.equal(statSync(join(dir, 'hosts')).mode & 0o777, 0o644);
+  rmSync(dir, { recursive: true });
   assert.equal(
     hosts,
     '127.0.0.1 localhost\n127.0.1.1 web-0\n::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n\n' +
@@ -117,12 +131,13 @@ test('/etc/hosts lists every instance, services by replica 0, IPs in numeric ord
 test('catalog images default to their cloud user; mounts come first in bootcmd', () => {
   const data = read11(seedOf(demo, 'web-0')['user-data']) as { users: { name: string }[]; bootcmd: string[] };
   assert.equal(data.users[0]!.name, 'debian');
-  assert.equal(data.bootcmd.length, 3);
-  assert.match(data.bootcmd[0]!, /9p trans=virtio.*\/dev\/disk\/by-id\/virtio-vol-data/);
-  assert.match(data.bootcmd[1]!, /mount/);
+  assert.equal(data.bootcmd.length, 4);
+  assert.match(data.bootcmd[0]!, /\/etc\/hosts/);
+  assert.match(data.bootcmd[1]!, /9p trans=virtio.*\/dev\/disk\/by-id\/virtio-vol-data/);
+  assert.match(data.bootcmd[2]!, /mount/);
   // The replicas share the volume read-only, so none of them formats it; a writer would.
-  assert.match(data.bootcmd[2]!, /mount \/var\/lib\/data/);
-  assert.doesNotMatch(data.bootcmd[2]!, /mkfs/);
+  assert.match(data.bootcmd[3]!, /mount \/var\/lib\/data/);
+  assert.doesNotMatch(data.bootcmd[3]!, /mkfs/);
   assert.match(
     mountCommand({ type: 'volume', source: 'data', target: '/data', readOnly: false, device: 'vol-data' }),
     /mkfs\.ext4 -q -F -L data \/dev\/disk\/by-id\/virtio-vol-data/,
@@ -304,5 +319,5 @@ test('the rendered seed is pinned to seedFormat: rendering other bytes needs a n
   );
   // If this fails, render.ts writes other bytes from the same inputs: bump seedFormat in
   // resources/seed.ts (so every seed on a host is written again) and update this hash.
-  assert.equal(seedHash(files).slice(0, 16), '2dbdb2e893d9e9ec');
+  assert.equal(seedHash(files).slice(0, 16), 'b84f254b68e6b5a0');
 });

@@ -9,6 +9,7 @@ import type { Observed } from '../src/reconcile/observe.js';
 import { graphLines, plan, type Plan, type Targets } from '../src/reconcile/plan.js';
 import { normalise, type AppliedRecord, type InstanceObserved } from '../src/resources/instance.js';
 import { projectLayout } from '../src/state/layout.js';
+import { hostsDigest } from '../src/resources/seed.js';
 import { parse, stringify } from 'yaml';
 import { composeDir } from './support/compose.js';
 
@@ -75,6 +76,8 @@ function appliedRecord(d: DesiredInstance): AppliedRecord {
     accel: { kind: 'kvm', hostCpu: 'host' },
     hostPublicKey: hostKeyPair(d.resolved.name).publicKey,
     startedAt: '2025-01-01T00:00:00.000Z',
+    // The guest has the hosts table of the project it was started in.
+    hosts: hostsDigest(d.seed.project.network.hosts),
   };
 }
 
@@ -228,10 +231,13 @@ test('replicas 2 → 1: the stray web-1 is removed; the others only get a new ho
   const before = desired();
   const after = desired(shop.replace('replicas: 2', 'replicas: 1'), before);
   const result = plan(after, hostRunning(before, after), up(after));
-  const hostsChanged = 'the hosts table changed; the guest sees it when recreated';
+  const hostsChanged = 'the hosts table changed; the guest reads it at its next boot';
+  const rewritten = 'the hosts table changed: /etc/hosts is rewritten over SSH (no restart)';
   assert.deepEqual(lines(result), [
     `seed write db-0: ${hostsChanged}`,
+    `instance update db-0: ${rewritten}`,
     `seed write web-0: ${hostsChanged}`,
+    `instance update web-0: ${rewritten}`,
     'instance remove web-1: replicas of web are now 1',
   ]);
   assert.equal(result.actions.at(-1)!.service, 'web');
@@ -244,8 +250,15 @@ test('a service deleted from the file: its instances are removed, and the plan s
   const after = desired(shop, before);
   const result = plan(after, hostRunning(before, after), up(after));
   assert.deepEqual(
-    result.actions.filter((a) => a.kind === 'instance').map((a) => [a.verb, a.name, a.reason]),
+    result.actions
+      .filter((a) => a.kind === 'instance' && a.verb !== 'update')
+      .map((a) => [a.verb, a.name, a.reason]),
     [['remove', 'cache-0', 'service cache is no longer in the file']],
+  );
+  // Running, they get it over SSH too.
+  assert.deepEqual(
+    result.actions.filter((a) => a.verb === 'update').map((a) => a.name),
+    ['db-0', 'web-0', 'web-1'],
   );
   // The others keep their addresses, so nothing but their hosts table changes.
   assert.deepEqual(
@@ -382,10 +395,13 @@ test('a replica added: the others only get a seed write for the hosts table, the
   const before = desired(shop.replace('replicas: 2', 'replicas: 1'));
   const after = desired(shop, before);
   const result = plan(after, hostRunning(before, after), up(after));
-  const hostsChanged = 'the hosts table changed; the guest sees it when recreated';
+  const hostsChanged = 'the hosts table changed; the guest reads it at its next boot';
+  const rewritten = 'the hosts table changed: /etc/hosts is rewritten over SSH (no restart)';
   assert.deepEqual(lines(result), [
     `seed write db-0: ${hostsChanged}`,
+    `instance update db-0: ${rewritten}`,
     `seed write web-0: ${hostsChanged}`,
+    `instance update web-0: ${rewritten}`,
     'keypair generate web-1 host key: no key pair yet',
     'overlay create web-1: no root disk',
     `seed write web-1: ${seedContent(after, 'web-1')}`,
@@ -622,7 +638,10 @@ test("the README's change table is what the planner does, field by field", async
         };
       const result = plan(after, observed, up(after));
       const mine = byName(after);
-      const ofService = result.actions.filter((a) => a.service === edit.service && a.kind === 'instance');
+      // A running guest whose hosts table changed gets it over SSH: not what a row is about.
+      const ofService = result.actions.filter(
+        (a) => a.service === edit.service && a.kind === 'instance' && a.verb !== 'update',
+      );
       const verbs = ofService.map((a) => `${a.verb} ${a.name}`);
       const names = [...mine.values()]
         .filter((d) => d.service.name === edit.service)
@@ -656,7 +675,10 @@ test("the README's change table is what the planner does, field by field", async
       }
       // Whatever the row, nothing of another service is touched beyond its hosts table.
       for (const action of result.actions.filter((a) => a.service !== edit.service))
-        assert.equal(`${action.kind} ${action.verb}`, 'seed write', JSON.stringify(action));
+        assert.ok(
+          ['seed write', 'instance update'].includes(`${action.kind} ${action.verb}`),
+          JSON.stringify(action),
+        );
     });
   }
 });
@@ -671,7 +693,7 @@ test('a service deleted from the file: its instances are removed (the last row o
   const after = desired(stringify(text), before);
   assert.deepEqual(
     plan(after, hostRunning(before, after), up(after))
-      .actions.filter((a) => a.kind === 'instance')
+      .actions.filter((a) => a.kind === 'instance' && a.verb !== 'update')
       .map((a) => `${a.verb} ${a.name}: ${a.reason}`),
     [
       'remove web-0: service web is no longer in the file',
@@ -791,7 +813,9 @@ const goldenGraphs: Record<string, string[]> = {
   ],
   'replicas 2 \u2192 1 and a new service: the removal first, then the new one': [
     '[] -> seed:db-0 write (hosts-changed)',
+    '[] -> instance:db-0 update (hosts-changed)',
     '[] -> seed:web-0 write (hosts-changed)',
+    '[] -> instance:web-0 update (hosts-changed)',
     '[] -> keypair:cache-0 host key generate (missing)',
     '[] -> overlay:cache-0 create (missing) {during instance:cache-0}',
     '[keypair:cache-0 host key] -> seed:cache-0 write (missing) {during instance:cache-0}',

@@ -35,6 +35,7 @@ const sign: Record<Action['verb'], string> = {
   start: '>',
   resume: '>',
   record: '~',
+  update: '~',
   stop: '■',
   remove: '-',
 };
@@ -76,6 +77,7 @@ const past: Record<Action['verb'], string> = {
   start: 'started',
   resume: 'resumed',
   record: 'recorded',
+  update: 'updated',
   stop: 'stopped',
   remove: 'removed',
 };

@@ -134,6 +134,16 @@ export function renderHosts(project: ResolvedProject, instance: ResolvedInstance
   ].join('\n');
 }
 
+/**
+ * A shell line that makes /etc/hosts the project's table: run by bootcmd at every boot, so a
+ * guest that was down when the table changed (a replica added) has it when it boots, and over
+ * SSH by the instance's `update` while it runs (resources/instance.ts).
+ */
+export function hostsSync(project: ResolvedProject, instance: ResolvedInstance): string {
+  const lines = renderHosts(project, instance).split('\n').slice(0, -1);
+  return `printf '%s\\n' ${lines.map(shellQuote).join(' ')} > /etc/hosts.holos && chmod 644 /etc/hosts.holos && mv /etc/hosts.holos /etc/hosts`;
+}
+
 /** Marks the /etc/fstab lines holos manages; mount(8) and systemd ignore `x-` options. */
 const managedOption = 'x-holos';
 
@@ -232,17 +242,15 @@ export function renderUserData(
     ssh_deletekeys: true,
     ssh_keys: { ed25519_private: keys.hostKey.privateKey, ed25519_public: keys.hostKey.publicKey },
     ...(init.packages.length > 0 && { package_update: true, packages: init.packages }),
-    write_files: [
-      {
-        path: '/etc/hosts',
-        content: renderHosts(project, instance),
-        permissions: '0644',
-        owner: 'root:root',
-      },
-      ...init.write_files,
+    ...(init.write_files.length > 0 && { write_files: init.write_files }),
+    // First in bootcmd, every boot and idempotent, before the user's commands need them: the
+    // hosts table, then the mounts.
+    bootcmd: [
+      hostsSync(project, instance),
+      fstabSync(service.mounts),
+      ...service.mounts.map(mountCommand),
+      ...init.bootcmd,
     ],
-    // Mounts go first in bootcmd: every boot, idempotent, and before the user's commands need them.
-    bootcmd: [fstabSync(service.mounts), ...service.mounts.map(mountCommand), ...init.bootcmd],
     // First, so the user's commands decide the script's exit status, as they would alone.
     runcmd: [firstBootReport, ...init.runcmd],
   };

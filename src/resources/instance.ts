@@ -28,7 +28,10 @@ import { serviceImage } from './image.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
 import type { Action, Change, ExecContext, ExecInput, Kind } from './kind.js';
 import { drift } from './overlay.js';
-import { seedFileOf, seedIdentity, write as writeSeed } from './seed.js';
+import { hostsDigest, seedFileOf, seedIdentity, write as writeSeed } from './seed.js';
+import { hostsSync } from '../cloudinit/render.js';
+import { sshTargetOf } from '../state/records.js';
+import { shellQuote } from '../util/shell.js';
 
 export type { AppliedRecord } from '../state/records.js';
 
@@ -316,6 +319,12 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
       return act('restart', 'drift', `guest status is ${observed.status}`, { patch });
     if (observed.status === 'paused') return act('resume', 'drift', 'paused', { patch });
     if (cls === 'record') return act('record', 'changed', `${because} (no VM action)`, changed);
+    if (observed.status === 'running' && applied.hosts !== hostsDigest(ctx.project.network.hosts))
+      return act(
+        'update',
+        'hosts-changed',
+        'the hosts table changed: /etc/hosts is rewritten over SSH (no restart)',
+      );
     if (applied.schema_version === 1)
       return act('record', 'upgraded', 'recorded by holos 0.1; the record is rewritten (no VM action)');
     return [];
@@ -342,6 +351,9 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
       if (observed.pid !== undefined) await stop(layout, observed, graceOf(spec, observed), ctx.step);
       await remove(layout);
     },
+    update: async ({ action, observed }, ctx) => {
+      await pushHosts(ctx, action.name, observed.applied!);
+    },
     record: async ({ action, spec, observed }, ctx) => {
       await writeRecord(ctx.layout.instance(action.name), {
         ...observed.applied!,
@@ -351,6 +363,34 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
     },
   },
 };
+
+/** Rewrites /etc/hosts in a running guest over SSH, once sshd answers, and records the table it has. */
+async function pushHosts(ctx: ExecContext, name: string, applied: AppliedRecord): Promise<void> {
+  const key = await readKeypair(projectKeySpec(ctx.layout));
+  const resolved = ctx.project.instances.find((i) => i.name === name);
+  if (!key || !resolved) throw new Error('its project key is missing');
+  // ssh2 loads only for this: a plan without an update never needs it.
+  const [{ connectWhenReady }, { execCollect }] = await Promise.all([
+    import('../ssh/session.js'),
+    import('../ssh/exec.js'),
+  ]);
+  const client = await connectWhenReady(sshTargetOf(applied, key.privateKey), {
+    waitMs: 180_000,
+    onWait: () => ctx.step('waiting for sshd to rewrite /etc/hosts'),
+  });
+  try {
+    const result = await execCollect(
+      client,
+      `sudo sh -c ${shellQuote(hostsSync(ctx.project, resolved))}`,
+      30_000,
+    );
+    if (result.code !== 0)
+      throw new Error(`rewriting /etc/hosts failed (exit ${result.code}): ${result.stderr.trim()}`);
+  } finally {
+    client.end();
+  }
+  await writeRecord(ctx.layout.instance(name), { ...applied, hosts: hostsDigest(ctx.project.network.hosts) });
+}
 
 /** What a VM needs before it starts: its keys, the switch, base image, volumes, disk and seed. */
 function needsOf(spec: InstanceSpec, project: string): string[] {
@@ -405,6 +445,7 @@ async function startExecutor(
       hostPublicKey: hostKey.publicKey,
       projectPublicKey: projectKey?.publicKey,
       previous: observed.applied,
+      hosts: hostsDigest(ctx.project.network.hosts),
       newDisk: action.verb === 'create' || action.verb === 'recreate',
     }),
   );
@@ -422,6 +463,8 @@ export interface StartInput {
   previous?: AppliedRecord;
   /** The root disk was made for this start: its first boot begins (else the record's is carried). */
   newDisk?: boolean;
+  /** The hosts table the guest boots with (its seed's). */
+  hosts?: string;
   /** Picks a free port for holos's own forwards (default freePort; a test gives a taken one). */
   pickPort?: (host?: string) => Promise<number>;
 }
@@ -535,6 +578,7 @@ async function recordStart(
     startedAt: new Date().toISOString(),
     ...(firstBoot && { first_boot: firstBoot }),
     boot_offset: bootOffset,
+    ...(input.hosts && { hosts: input.hosts }),
   };
   await writeRecord(layout, record);
   return record;

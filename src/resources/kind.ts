@@ -17,14 +17,7 @@ import type { PullPolicy } from '../images/pull.js';
 export type Target = 'running' | 'stopped' | 'absent';
 
 export type ResourceKind =
-  | 'keypair'
-  | 'image'
-  | 'volume'
-  | 'segment'
-  | 'overlay'
-  | 'seed'
-  | 'nvram'
-  | 'instance';
+  'keypair' | 'image' | 'volume' | 'segment' | 'overlay' | 'seed' | 'nvram' | 'instance';
 
 export type Verb =
   | 'generate'
@@ -36,6 +29,7 @@ export type Verb =
   | 'start'
   | 'restart'
   | 'resume'
+  | 'update'
   | 'stop'
   | 'remove'
   | 'record';

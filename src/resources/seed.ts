@@ -62,6 +62,9 @@ export interface SeedObserved {
   olderFormat?: boolean;
 }
 
+/** Instance actions that boot the guest from its seed: the seed is written during them. */
+const startsVm = new Set(['create', 'recreate', 'start', 'restart']);
+
 /** The name of a seed file (state/layout.ts: `seed-<hash8>.iso`). */
 const seedFile = /^seed-[0-9a-f]{8}\.iso$/;
 
@@ -92,7 +95,8 @@ const seedFormat = 2;
 /** Hashes of hosts tables, each computed once: every instance of a project shares one table. */
 const hostsDigests = new WeakMap<Record<string, string>, string>();
 
-function hostsDigest(hosts: Record<string, string>): string {
+/** A hash of a project's hosts table: in the seed's name, and in the record of what a running guest has. */
+export function hostsDigest(hosts: Record<string, string>): string {
   let digest = hostsDigests.get(hosts);
   if (!digest) {
     digest = createHash('sha256').update(JSON.stringify(hosts)).digest('hex');
@@ -237,7 +241,7 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
     if (!spec || observed.exists || ctx.targetOf(spec.service, name) !== 'running') return [];
     // Rewritten while the instance is left as it is, only the seed's hosts table can have moved
     // (or its name, from an older holos).
-    const withInstance = ctx.planned('instance', name) !== undefined;
+    const withInstance = startsVm.has(ctx.planned('instance', name)?.verb ?? '');
     if (observed.olderFormat && !withInstance) return [];
     const upgraded = !withInstance && observed.namedByContent === true;
     return [
@@ -251,7 +255,7 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
         reason: upgraded
           ? 'named by an older holos; the same content under its new name (no VM action)'
           : !withInstance
-            ? 'the hosts table changed; the guest sees it when recreated'
+            ? 'the hosts table changed; the guest reads it at its next boot'
             : spec.hash
               ? `content ${spec.hash.slice(0, 8)}`
               : 'new content, with the keys made in this apply',

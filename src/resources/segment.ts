@@ -77,7 +77,8 @@ export async function startSwitch(layout: ProjectLayout): Promise<number> {
 export async function stopSwitch(layout: ProjectLayout, pid: number | undefined): Promise<void> {
   if (pid !== undefined && (await isOurProcess(pid, layout.dir))) {
     process.kill(pid, 'SIGTERM');
-    for (let waited = 0; waited < 2_000 && (await isOurProcess(pid, layout.dir)); waited += 20) await sleep(20);
+    for (let waited = 0; waited < 2_000 && (await isOurProcess(pid, layout.dir)); waited += 20)
+      await sleep(20);
     if (await isOurProcess(pid, layout.dir)) process.kill(pid, 'SIGKILL');
   }
   await rm(layout.networkDir, { recursive: true, force: true });
@@ -104,12 +105,17 @@ export const segment: Kind<'segment', SegmentSpec, SegmentObserved> = {
     const runs = (instance: string) => {
       const service = inFile.get(instance);
       const target = service === undefined ? ctx.strays : ctx.targetOf(service, instance);
-      return target === 'running' || (target === undefined && ctx.observed('instance', instance)?.pid !== undefined);
+      return (
+        target === 'running' ||
+        (target === undefined && ctx.observed('instance', instance)?.pid !== undefined)
+      );
     };
     const needed = spec !== undefined && ctx.observedNames('instance').some(runs);
-    const act = (verb: 'start' | 'stop' | 'remove', cause: 'missing' | 'drift' | 'requested', reason: string) => [
-      { kind: 'segment' as const, name, verb, cause, reason },
-    ];
+    const act = (
+      verb: 'start' | 'stop' | 'remove',
+      cause: 'missing' | 'drift' | 'requested',
+      reason: string,
+    ) => [{ kind: 'segment' as const, name, verb, cause, reason }];
     if (needed && observed.pid === undefined)
       return observed.died
         ? act('start', 'drift', 'the switch is not running: the VMs are cut off from each other')

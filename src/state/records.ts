@@ -33,6 +33,8 @@ export interface AppliedRecord {
   first_boot?: FirstBoot;
   /** The serial log's size when this QEMU started: where the current boot's lines begin. */
   boot_offset?: number;
+  /** The hosts table the running guest has (seed.ts: hostsDigest), so a changed one is pushed to it. */
+  hosts?: string;
 }
 
 export interface FirstBoot {

@@ -625,22 +625,35 @@ e2eTest(
         pids = new Map([...rows.keys()].map((name) => [name, pidOf(rows, name)]));
       });
 
-      await step('6. web replicas 2 → 1: remove web-1', async (st) => {
-        await writeStack({ ...initialShape, webMemory: 640, webVersion: 'v2', webReplicas: 1 });
-        const plan = await planJson();
-        assert.deepEqual(instanceActions(plan.actions), ['remove web-1']);
-        assert.match(plan.actions.find((a) => a.kind === 'instance')!.reason, /replicas/);
-        const web1 = pids.get('web-1')!;
-        const up = await holosOk(['up', '--json']);
-        figure(st, `remove: ${stopSummary(parseEvents(up.stdout))}`);
-        assert.equal(existsSync(instanceDir('web-1')), false, "web-1's directory is gone");
-        assert.equal(isQemuOf(web1, proj.stateDir), false, "web-1's QEMU is not running");
-        const rows = await ps();
-        assert.deepEqual([...rows.keys()].sort(), ['db-0', 'web-0']);
-        assert.equal(pidOf(rows, 'db-0'), pids.get('db-0'));
-        assert.equal(pidOf(rows, 'web-0'), pids.get('web-0'));
-        pids.delete('web-1');
-      });
+      // Issue #19: the others' hosts tables stay true, rewritten over SSH while they run (web-0
+      // is still in the first boot of its new disk: the update waits for its sshd).
+      await step(
+        '6. web replicas 2 → 1: remove web-1; db-0 and web-0 forget it, not restarted',
+        async (st) => {
+          await writeStack({ ...initialShape, webMemory: 640, webVersion: 'v2', webReplicas: 1 });
+          const plan = await planJson();
+          assert.deepEqual(instanceActions(plan.actions), ['remove web-1', 'update db-0', 'update web-0']);
+          assert.match(plan.actions.find((a) => a.verb === 'remove')!.reason, /replicas/);
+          const web1 = pids.get('web-1')!;
+          const up = await holosOk(['up', '--json']);
+          figure(st, `remove: ${stopSummary(parseEvents(up.stdout))}`);
+          assert.equal(existsSync(instanceDir('web-1')), false, "web-1's directory is gone");
+          assert.equal(isQemuOf(web1, proj.stateDir), false, "web-1's QEMU is not running");
+          const rows = await ps();
+          assert.deepEqual([...rows.keys()].sort(), ['db-0', 'web-0']);
+          assert.equal(pidOf(rows, 'db-0'), pids.get('db-0'));
+          assert.equal(pidOf(rows, 'web-0'), pids.get('web-0'));
+          pids.delete('web-1');
+          for (const name of ['db-0', 'web-0'])
+            await withSsh(name, async (guest) => {
+              const hosts = await run(guest, 'cat /etc/hosts');
+              assert.doesNotMatch(hosts, /\bweb-1\b/, `${name} no longer knows web-1`);
+              assert.match(hosts, /\bdb-0\b/);
+            });
+          const again = await planJson();
+          assert.deepEqual(instanceActions(again.actions), [], 'the hosts tables are recorded as pushed');
+        },
+      );
 
       await step(
         '7. db-0 QEMU killed: plan says start, up brings it back healthy with its volume',
