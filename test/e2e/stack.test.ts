@@ -328,7 +328,11 @@ e2eTest(
         };
         const dbBanner = bannerAfter('db-0').catch(() => undefined);
         const webBanner = bannerAfter('web-0').catch(() => undefined);
-        const up = await holos(['up', '--json', '--timeout', '6m'], 9 * 60_000);
+        // Issue #17: --wait returns once every VM is ready (cloud-init done), not once QEMU runs.
+        const up = await holos(
+          ['up', '--wait', '--json', '--timeout', '6m', '--wait-timeout', '12m'],
+          15 * 60_000,
+        );
         upDone = true;
         const upMs = Date.now() - started;
         assert.equal(up.code, 0, `up exited ${up.code ?? up.signal}:\n${up.stderr}${up.stdout}`);
@@ -358,9 +362,21 @@ e2eTest(
             `${web} was not created`,
           );
         }
+        const phases = events.flatMap((e) => (e.type === 'phase' ? [e] : []));
+        for (const name of ['db-0', 'web-0', 'web-1']) {
+          const mine = phases.filter((e) => e.instance === name);
+          assert.equal(mine.at(-1)?.phase, 'ready', `${name}: ${mine.map((e) => e.phase).join(' → ')}`);
+          const elapsed = mine.map((e) => e.elapsed_ms);
+          assert.deepEqual(
+            elapsed,
+            [...elapsed].sort((a, b) => a - b),
+            `${name}'s times grow`,
+          );
+        }
         const rows = await ps();
         assert.deepEqual([...rows.keys()].sort(), ['db-0', 'web-0', 'web-1']);
         for (const row of rows.values()) assert.equal(row.state, 'running', `${row.instance}: ${row.state}`);
+        for (const row of rows.values()) assert.equal(row.phase, 'ready', `${row.instance}: ${row.phase}`);
         assert.equal(rows.get('db-0')!.health, 'healthy');
         assert.deepEqual(
           rows.get('web-1')!.ports.map((p) => `${p.host_ip}:${p.host_port}->${p.guest_port}/${p.protocol}`),
@@ -375,7 +391,7 @@ e2eTest(
         figure(st, `up returned after ${seconds(upMs)} (db-0 healthy at ${seconds(at(events[healthy]!))})`);
         const db = await dbBanner;
         if (db !== undefined) figure(st, `db-0: ssh banner ${seconds(db)} after up started`);
-        // web-0's boot goes on after up returns: scenario 2 waits for it.
+        // The banner figure: web-0's sshd answered while up waited for it to be ready.
         void webBanner.then((ms) => {
           if (ms !== undefined)
             figures.push(
