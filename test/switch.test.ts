@@ -114,6 +114,31 @@ test('a port whose VM went away is forgotten, and connected again when it listen
   }
 });
 
+test('two projects of one name in two state dirs: each switch carries only its own VMs', async () => {
+  // Before the switch, both were one multicast group (derived from the name): each saw the other.
+  const dirs = ['one', 'two'].map((state) => join(root, state, 'instances', 'app'));
+  const ports = await Promise.all(
+    dirs.map(async (dir) => [await vmPort(dir, 'web-0'), await vmPort(dir, 'web-1')]),
+  );
+  const switches = dirs.map((dir) => new Switch(dir));
+  for (const sw of switches) await sw.start(20);
+  try {
+    await until('both switches connected', () => switches.every((sw) => sw.connected().length === 2));
+    const hello = packet(broadcast, mac(1), 'project one only');
+    ports[0]![0]!.send(hello);
+    await until('the broadcast at one/web-1', () => ports[0]![1]!.received().equals(hello));
+    await sleep(100);
+    assert.deepEqual(
+      ports[1]!.map((p) => p.received().length),
+      [0, 0],
+      "project two's VMs saw nothing of it",
+    );
+  } finally {
+    for (const sw of switches) sw.close();
+    for (const p of ports.flat()) p.server.close();
+  }
+});
+
 const hasQemu = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' }).error === undefined;
 
 /** Skips loudly without the tool (a failure under CI). */

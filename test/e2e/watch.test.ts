@@ -1,7 +1,8 @@
 // `holos watch` on one real VM inside a network namespace: a killed QEMU is restarted at once
 // (the delay is measured and reported), a guest that powers itself off is restarted, an edit
 // of `replicas` adds an instance without touching the other, an invalid edit changes nothing,
-// `holos stop` from another terminal is respected, and Ctrl-C leaves the VMs running.
+// a killed switch of the private segment is started again, `holos stop` from another terminal
+// is respected, and Ctrl-C leaves the VMs running.
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -189,15 +190,26 @@ e2eTest(
       assert.notEqual(thirdPid, secondPid, 'the powered-off guest was started again');
       t.diagnostic(`guest poweroff noticed: ${exited.type === 'trigger' ? exited.reason : ''}`);
 
-      // replicas 1 → 2: app-1 is created, app-0 keeps running untouched.
+      // replicas 1 → 2: app-1 is created; app-0 keeps running, and learns app-1's name over SSH
+      // (issue #19: its hosts table is rewritten, no restart).
       mark = watcher.events.length;
       await project.write('holos.yaml', composeText(env.image, 2));
       await watcher.next(instanceDone('app-1', ['create']), mark, 60_000);
+      await watcher.next(instanceDone('app-0', ['update']), mark, 240_000);
       assert.equal(await pidOf(project, 'app-0'), thirdPid, 'app-0 was not restarted by the edit');
       const touched = watcher.events
         .slice(mark)
-        .filter((e) => e.type === 'action' && e.action.kind === 'instance' && e.action.name === 'app-0');
-      assert.deepEqual(touched, [], 'no instance action on app-0');
+        .filter(
+          (e) =>
+            e.type === 'action' &&
+            e.action.kind === 'instance' &&
+            e.action.name === 'app-0' &&
+            e.action.verb !== 'update',
+        );
+      assert.deepEqual(touched, [], 'no other instance action on app-0');
+      const app0 = await login(ns, project, 'app-0');
+      assert.match((await sshExec(app0, 'getent hosts app-1')).stdout, /^10\.10\.0\.3\s+app-1\b/);
+      app0.end();
 
       // An invalid edit is reported and changes nothing.
       mark = watcher.events.length;
@@ -211,6 +223,27 @@ e2eTest(
       const acted = watcher.events.slice(mark).filter((e) => e.type === 'action');
       assert.deepEqual(acted, [], 'an invalid file changes nothing');
       await project.write('holos.yaml', composeText(env.image, 2));
+
+      // The project's switch killed (issue #19): a pass of watch starts it again, no VM restarted.
+      const switchPid = Number(
+        (await readFile(join(project.stateDir, 'networks', 'watched', 'switch.pid'), 'utf8')).trim(),
+      );
+      mark = watcher.events.length;
+      process.kill(switchPid, 'SIGKILL');
+      await watcher.next(
+        (e) =>
+          e.type === 'action' &&
+          e.phase === 'done' &&
+          e.action.kind === 'segment' &&
+          e.action.verb === 'start',
+        mark,
+        60_000,
+      );
+      assert.deepEqual(
+        watcher.events.slice(mark).filter((e) => e.type === 'action' && e.action.kind === 'instance'),
+        [],
+        'no VM restarted for the switch',
+      );
 
       // `holos stop app` from another terminal: watch does not start it again.
       const stopped = await holos('stop', 'app');
