@@ -1,5 +1,12 @@
 import type { PullPolicy } from '../images/pull.js';
-import { actionId, type Action, type Change, type DiffContext, type Target } from '../resources/kind.js';
+import {
+  actionId,
+  startsVm,
+  type Action,
+  type Change,
+  type DiffContext,
+  type Target,
+} from '../resources/kind.js';
 import { kinds } from '../resources/registry.js';
 import { parseInstanceName } from '../state/inspect.js';
 import type { Desired } from './desired.js';
@@ -49,7 +56,6 @@ export interface Plan {
 
 const bringUp = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart', 'resume']);
 const teardown = new Set<Action['verb']>(['stop', 'remove']);
-const startsVm = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart']);
 /** Within one instance: its key, its parts (disk, seed, …) in registry order, then the instance itself. */
 const partOrder: string[] = [
   ...Object.values(kinds).flatMap((k) =>

@@ -23,14 +23,13 @@ import {
   type RunState,
 } from '../state/inspect.js';
 import { checkSocketPaths, type InstanceLayout } from '../state/layout.js';
-import { writeApplied, type AppliedRecord, type FirstBoot } from '../state/records.js';
+import { sshTargetOf, writeApplied, type AppliedRecord, type FirstBoot } from '../state/records.js';
 import { serviceImage } from './image.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
-import type { Action, Change, ExecContext, ExecInput, Kind } from './kind.js';
+import { startsVm, type Action, type Change, type ExecContext, type ExecInput, type Kind } from './kind.js';
 import { drift } from './overlay.js';
 import { hostsDigest, seedFileOf, seedIdentity, write as writeSeed } from './seed.js';
 import { hostsSync } from '../cloudinit/render.js';
-import { sshTargetOf } from '../state/records.js';
 import { shellQuote } from '../util/shell.js';
 
 export type { AppliedRecord } from '../state/records.js';
@@ -206,7 +205,6 @@ const movedToSwitch =
 
 /** Statuses of a live QEMU whose guest is gone: restarting is the repair. */
 const deadGuest = new Set(['shutdown', 'guest-panicked', 'internal-error', 'io-error']);
-const bringUp = new Set<Action['verb']>(['create', 'recreate', 'start', 'restart']);
 
 function strayReason(name: string, observed: InstanceObserved, project: ResolvedProject): string {
   const service = observed.applied?.spec.service ?? parseInstanceName(name).service;
@@ -251,7 +249,7 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
         reason,
         ...(extra.forced_by && { forced_by: extra.forced_by }),
         ...(extra.patch && extra.patch.length > 0 && { patch: extra.patch }),
-        ...(bringUp.has(verb) && spec && { needs: needsOf(spec, ctx.project.name) }),
+        ...(startsVm.has(verb) && spec && { needs: needsOf(spec, ctx.project.name) }),
       },
     ];
 
@@ -367,8 +365,8 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
 /** Rewrites /etc/hosts in a running guest over SSH, once sshd answers, and records the table it has. */
 async function pushHosts(ctx: ExecContext, name: string, applied: AppliedRecord): Promise<void> {
   const key = await readKeypair(projectKeySpec(ctx.layout));
-  const resolved = ctx.project.instances.find((i) => i.name === name);
-  if (!key || !resolved) throw new Error('its project key is missing');
+  if (!key) throw new Error('its project key is missing');
+  const resolved = ctx.project.instances.find((i) => i.name === name)!;
   // ssh2 loads only for this: a plan without an update never needs it.
   const [{ connectWhenReady }, { execCollect }] = await Promise.all([
     import('../ssh/session.js'),

@@ -34,6 +34,9 @@ export type Verb =
   | 'remove'
   | 'record';
 
+/** The verbs of an instance that boot its VM (from its disk and seed): its parts are made during them. */
+export const startsVm: ReadonlySet<Verb> = new Set<Verb>(['create', 'recreate', 'start', 'restart']);
+
 /**
  * Why an action is in the plan, for machines (the human reason says the same in words).
  * After Terraform's ActionReason: one value per kind of cause, never free text.

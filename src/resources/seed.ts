@@ -12,7 +12,7 @@ import { renderSeed, type SeedKeys } from '../cloudinit/render.js';
 import type { InstanceLayout } from '../state/layout.js';
 import { exists, writeAtomically } from '../util/fs.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
-import type { Kind } from './kind.js';
+import { startsVm, type Kind } from './kind.js';
 
 // The cloud-init NoCloud seed of an instance: `seed-<hash8>.iso`, named by a hash of everything
 // its content is rendered from (render.ts), so that a plan knows whether the seed on disk is the
@@ -61,9 +61,6 @@ export interface SeedObserved {
    */
   olderFormat?: boolean;
 }
-
-/** Instance actions that boot the guest from its seed: the seed is written during them. */
-const startsVm = new Set(['create', 'recreate', 'start', 'restart']);
 
 /** The name of a seed file (state/layout.ts: `seed-<hash8>.iso`). */
 const seedFile = /^seed-[0-9a-f]{8}\.iso$/;
@@ -241,7 +238,8 @@ export const seed: Kind<'seed', SeedSpec, SeedObserved> = {
     if (!spec || observed.exists || ctx.targetOf(spec.service, name) !== 'running') return [];
     // Rewritten while the instance is left as it is, only the seed's hosts table can have moved
     // (or its name, from an older holos).
-    const withInstance = startsVm.has(ctx.planned('instance', name)?.verb ?? '');
+    const verb = ctx.planned('instance', name)?.verb;
+    const withInstance = verb !== undefined && startsVm.has(verb);
     if (observed.olderFormat && !withInstance) return [];
     const upgraded = !withInstance && observed.namedByContent === true;
     return [
