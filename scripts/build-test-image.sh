@@ -226,6 +226,7 @@ packages=(
   systemd systemd-sysv udev systemd-resolved
   cloud-init cloud-guest-utils fdisk
   openssh-server sudo iproute2 e2fsprogs netbase
+  iperf3 iputils-ping
 )
 in_root apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io "${packages[@]}" >>"$work/apt.log" 2>&1 \
   || { tail -n 40 "$work/apt.log"; log "apt-get install failed"; exit 1; }

@@ -1,5 +1,5 @@
 import { loadCompose, type LoadedCompose } from './compose/load.js';
-import { networkOf, resolveProject, type ResolvedProject } from './compose/resolve.js';
+import { resolveProject, type ResolvedProject } from './compose/resolve.js';
 import { checkIdentity, compareFiles } from './state/identity.js';
 import { projectLayout, type ProjectLayout } from './state/layout.js';
 import { readProjectRecord } from './state/project.js';
@@ -66,8 +66,8 @@ export function emptyProject(name: string, stateDir: string): Session {
     levels: [],
     instances: [],
     volumes: {},
-    network: { ...networkOf(), hosts: {} },
-    allocation: { instances: {} },
+    networks: [],
+    allocation: { networks: {} },
   };
   return { project, layout: projectLayout(stateDir, name), imagePins: {} };
 }

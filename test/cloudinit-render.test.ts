@@ -61,7 +61,7 @@ test('meta-data names the instance; network-config matches both NICs by MAC', ()
     version: 2,
     ethernets: {
       uplink: { match: { macaddress: web1.userMac }, dhcp4: true },
-      private: { match: { macaddress: web1.mac }, dhcp4: false, addresses: ['10.10.0.4/24'] },
+      private: { match: { macaddress: web1.nics[0]!.mac }, dhcp4: false, addresses: ['10.10.0.4/24'] },
     },
   });
 });
@@ -235,13 +235,13 @@ test('renderSeed reads only what seedContentHash hashes, which names the seed fi
   const project = resolveProject(loadText(demo));
   const hashedEverywhere = [
     'instance.name',
-    'instance.ip',
-    'instance.mac',
+    // Hashed whole, or as its one NIC's ip and mac when that is on the default /24 (seed.ts).
+    'instance.nics',
     'instance.userMac',
+    'instance.hosts',
     'service.user',
     'service.image.os',
     'service.spec.cloud_init',
-    'project.network.hosts',
     // The list of mounts itself: the hash maps all of it.
     'service.mounts.length',
     'service.mounts.map',
@@ -267,7 +267,7 @@ test('renderSeed reads only what seedContentHash hashes, which names the seed fi
       (path) => !hashed.some((h) => path === h || path.startsWith(`${h}.`) || h.startsWith(`${path}.`)),
     );
     assert.deepEqual(unhashed, [], `${instance.name}: add these to seedContentHash`);
-    assert.ok(read.has('service.spec.cloud_init.runcmd') && read.has('project.network.hosts'));
+    assert.ok(read.has('service.spec.cloud_init.runcmd') && read.has('instance.hosts'));
   }
 });
 
@@ -279,10 +279,12 @@ test('seedContentHash: another input, another name; the same inputs, the same na
   const others = [
     hash(project, { ...db!, user: 'other' }),
     hash(project, web),
-    hash({
-      ...project,
-      network: { ...project.network, hosts: { ...project.network.hosts, x: '10.10.0.9' } },
-    }),
+    seedContentHash(
+      project,
+      db!,
+      { ...project.instances[0]!, hosts: { ...project.instances[0]!.hosts, x: '10.10.0.9' } },
+      keys,
+    ),
     hash(project, db, { ...keys, projectPublicKey: 'ssh-ed25519 AAAAother' }),
     hash(project, {
       ...db!,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { validateComposeFile } from '../src/compose/load.js';
@@ -9,6 +10,7 @@ import type { Observed } from '../src/reconcile/observe.js';
 import { graphLines, plan, type Plan, type Targets } from '../src/reconcile/plan.js';
 import { normalise, type AppliedRecord, type InstanceObserved } from '../src/resources/instance.js';
 import { projectLayout } from '../src/state/layout.js';
+import { readApplied } from '../src/state/records.js';
 import { hostsDigest } from '../src/resources/seed.js';
 import { parse, stringify } from 'yaml';
 import { composeDir } from './support/compose.js';
@@ -77,7 +79,7 @@ function appliedRecord(d: DesiredInstance): AppliedRecord {
     hostPublicKey: hostKeyPair(d.resolved.name).publicKey,
     startedAt: '2025-01-01T00:00:00.000Z',
     // The guest has the hosts table of the project it was started in.
-    hosts: hostsDigest(d.seed.project.network.hosts),
+    hosts: hostsDigest(d.seed.resolved.hosts),
   };
 }
 
@@ -123,8 +125,13 @@ function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
         return [name, old ? { exists: true, virtualSize: old.size } : { exists: false }];
       }),
     ),
-    // The switch runs (a pid of the test's own: plans read no process).
-    segment: { [wanted.project.name]: { pid: 4242 } },
+    // The switches of the applied project run (a pid of the test's own: plans read no process).
+    segment: Object.fromEntries(
+      [...new Set([...applied.specs.segment.keys(), ...wanted.specs.segment.keys()])].map((n) => [
+        n,
+        applied.specs.segment.has(n) ? { pid: 4242 } : {},
+      ]),
+    ),
     overlay: perInstance(wanted, (d) => {
       const old = made(d)?.overlay;
       return old
@@ -177,7 +184,7 @@ test('a fresh project: keys, volume, then per instance in start order key, disk,
   assert.deepEqual(lines(result), [
     'keypair generate shop: no key pair yet',
     'volume create data: new volume of 1G',
-    'segment start shop: the switch of the private segment',
+    'segment start default: its switch',
     ...perInstanceLines('db-0'),
     ...perInstanceLines('web-0'),
     ...perInstanceLines('web-1'),
@@ -350,7 +357,7 @@ test('target stopped stops only the live instances', () => {
     'instance stop db-0: stop requested',
     'instance stop web-0: stop requested',
     // No VM of the project runs afterwards: its switch stops too, after them.
-    'segment stop shop: no VM of the project runs',
+    'segment stop default: no VM on it runs',
   ]);
   const stopSwitch = result.actions.at(-1)!;
   assert.deepEqual(stopSwitch.after, ['instance:db-0', 'instance:web-0']);
@@ -368,7 +375,7 @@ test('target absent removes every instance that has a process or a record, and n
   assert.deepEqual(lines(result), [
     'instance remove db-0: down',
     'instance remove web-1: down',
-    'segment remove shop: no VM of the project is left',
+    'segment remove default: no VM on it is left',
   ]);
 });
 
@@ -407,7 +414,7 @@ test('a replica added: the others only get a seed write for the hosts table, the
     `seed write web-1: ${seedContent(after, 'web-1')}`,
     'instance create web-1: new instance',
   ]);
-  assert.equal(byName(after).get('web-1')!.resolved.ip, '10.10.0.4');
+  assert.equal(byName(after).get('web-1')!.resolved.nics[0]!.ip, '10.10.0.4');
 });
 
 test('targets naming only one service leave the others alone', () => {
@@ -449,7 +456,7 @@ test('strays are left alone unless the targets name them', () => {
       'instance stop db-0: stop requested',
       'instance stop web-0: stop requested',
       'instance stop web-1: stop requested',
-      'segment stop shop: no VM of the project runs',
+      'segment stop default: no VM on it runs',
     ],
   );
 });
@@ -479,7 +486,7 @@ test('down also removes an instance that never started but left its disk, seed a
     'instance remove db-0: down',
     'instance remove web-0: down',
     'instance remove web-1: down',
-    'segment remove shop: no VM of the project is left',
+    'segment remove default: no VM on it is left',
   ]);
   assert.deepEqual(lines(plan(desired, freshHost(desired), down)), []);
 });
@@ -495,7 +502,7 @@ test('down --volumes: every volume of the project on disk goes, after its instan
     'instance remove web-1: down',
     'volume remove data: down --volumes',
     'volume remove old-cache: down --volumes',
-    'segment remove shop: no VM of the project is left',
+    'segment remove default: no VM on it is left',
   ]);
   // A plain down plans no volume removal.
   const { removeVolumes: _, ...plain } = down;
@@ -762,29 +769,29 @@ const scenarios: Record<string, () => Plan> = {
 const goldenGraphs: Record<string, string[]> = {
   'a UEFI instance: its variable store is a part, made during its create': [
     '[] -> keypair:fw generate (missing)',
-    '[] -> segment:fw start (missing)',
+    '[] -> segment:default start (missing)',
     '[] -> keypair:app-0 host key generate (missing)',
     '[] -> overlay:app-0 create (missing) {during instance:app-0}',
     '[keypair:app-0 host key, keypair:fw] -> seed:app-0 write (missing) {during instance:app-0}',
     '[] -> nvram:app-0 create (missing) {during instance:app-0}',
-    '[keypair:app-0 host key, keypair:fw, segment:fw] -> instance:app-0 create (missing)',
+    '[keypair:app-0 host key, keypair:fw, segment:default] -> instance:app-0 create (missing)',
   ],
   'a fresh project': [
     '[] -> keypair:shop generate (missing)',
     '[] -> volume:data create (missing)',
-    '[] -> segment:shop start (missing)',
+    '[] -> segment:default start (missing)',
     '[] -> keypair:db-0 host key generate (missing)',
     '[] -> overlay:db-0 create (missing) {during instance:db-0}',
     '[keypair:db-0 host key, keypair:shop] -> seed:db-0 write (missing) {during instance:db-0}',
-    '[keypair:db-0 host key, keypair:shop, segment:shop, volume:data] -> instance:db-0 create (missing)',
+    '[keypair:db-0 host key, keypair:shop, segment:default, volume:data] -> instance:db-0 create (missing)',
     '[] -> keypair:web-0 host key generate (missing)',
     '[] -> overlay:web-0 create (missing) {during instance:web-0}',
     '[keypair:shop, keypair:web-0 host key] -> seed:web-0 write (missing) {during instance:web-0}',
-    '[health:db, keypair:shop, keypair:web-0 host key, segment:shop] -> instance:web-0 create (missing)',
+    '[health:db, keypair:shop, keypair:web-0 host key, segment:default] -> instance:web-0 create (missing)',
     '[] -> keypair:web-1 host key generate (missing)',
     '[] -> overlay:web-1 create (missing) {during instance:web-1}',
     '[keypair:shop, keypair:web-1 host key] -> seed:web-1 write (missing) {during instance:web-1}',
-    '[health:db, keypair:shop, keypair:web-1 host key, segment:shop] -> instance:web-1 create (missing)',
+    '[health:db, keypair:shop, keypair:web-1 host key, segment:default] -> instance:web-1 create (missing)',
     '[instance:db-0] -> health:db healthy',
   ],
   'web restarts (vm.memory_mb), behind the gate of db, which has nothing to do': [
@@ -827,7 +834,7 @@ const goldenGraphs: Record<string, string[]> = {
     '[] -> instance:web-0 remove (requested)',
     '[] -> instance:web-1 remove (requested)',
     '[instance:db-0, instance:web-0, instance:web-1] -> volume:data remove (requested)',
-    '[instance:db-0, instance:web-0, instance:web-1] -> segment:shop remove (requested)',
+    '[instance:db-0, instance:web-0, instance:web-1] -> segment:default remove (requested)',
   ],
 };
 
@@ -871,6 +878,81 @@ test('an instance whose first boot was cut short gets a new root disk instead of
   assert.deepEqual(lines(plan(desired, gone, stop)), [
     'instance stop web-0: stop requested',
     'instance stop web-1: stop requested',
-    'segment stop shop: no VM of the project runs',
+    'segment stop default: no VM on it runs',
   ]);
+});
+
+test('records of holos before named networks (one `network`) plan nothing; multicast ones restart once', async () => {
+  const desired = composeFile(shop)();
+  const dir = mkdtempSync(join(tmpdir(), 'holos-legacy-record-'));
+  const observed = hostRunning(desired);
+  const legacyOf = async (
+    d: DesiredInstance,
+    segment: { segment: 'switch' } | { group: string; port: number },
+  ) => {
+    const { networks, uplink_mac: _uplink, ...spec } = appliedRecord(d).spec;
+    const { ip, mac } = networks.default!;
+    const layout = projectLayout(dir, 'shop').instance(d.resolved.name);
+    mkdirSync(layout.dir, { recursive: true });
+    writeFileSync(
+      layout.applied,
+      JSON.stringify({ ...appliedRecord(d), spec: { ...spec, network: { ip, mac, ...segment } } }),
+    );
+    return readApplied(layout);
+  };
+  for (const d of desired.instances)
+    observed.instance[d.resolved.name] = {
+      ...observed.instance[d.resolved.name],
+      applied: await legacyOf(d, { segment: 'switch' }),
+    };
+  assert.deepEqual(plan(desired, observed, up(desired)).actions, []);
+
+  const web0 = byName(desired).get('web-0')!;
+  observed.instance['web-0'] = {
+    ...observed.instance['web-0'],
+    applied: await legacyOf(web0, { group: '239.1.2.3', port: 12345 }),
+  };
+  assert.deepEqual(lines(plan(desired, observed, up(desired))), [
+    "instance restart web-0: its private NIC moves from a multicast group other local users could join to the project's own switch",
+  ]);
+  rmSync(dir, { recursive: true });
+});
+
+test('a service joins a named network: it and its new neighbours change; a service on other networks does not', () => {
+  const tiers = `
+name: tiers
+services:
+  db:
+    image: ./base.qcow2
+    networks: [back]
+  api:
+    image: ./base.qcow2
+    networks: [front, back]
+  web:
+    image: ./base.qcow2
+    networks: [front]
+networks:
+  front: {}
+  back: {}
+`;
+  const desired = composeFile(tiers);
+  const before = desired();
+  assert.deepEqual(
+    plan(before, freshHost(before), up(before))
+      .actions.filter((a) => a.kind === 'segment')
+      .map((a) => `${a.verb} ${a.name}`),
+    ['start front', 'start back'],
+  );
+  const after = desired(
+    tiers
+      .replace('networks: [front]\n', 'networks: [front, admin]\n')
+      .replace('  back: {}', '  back: {}\n  admin: {}'),
+    before,
+  );
+  const result = plan(after, hostRunning(before, after), up(after));
+  const summary = result.actions.map((a) => `${a.kind} ${a.verb} ${a.name} (${a.cause})`);
+  assert.ok(summary.includes('segment start admin (missing)'), summary.join('\n'));
+  // web gets a NIC on admin: a new seed (its network config), so a new disk.
+  assert.ok(summary.includes('instance recreate web-0 (changed)'), summary.join('\n'));
+  assert.ok(!summary.some((s) => / (db-0|api-0) /.test(s)), summary.join('\n'));
 });

@@ -21,7 +21,7 @@ const facts: LaunchFacts = {
     serialLog: `${wd}/console.log`,
     qmpSocket: `${wd}/qmp.sock`,
     eventSocket: `${wd}/events.sock`,
-    segmentSocket: `${wd}/segment.sock`,
+    segmentSocket: (network) => `${wd}/${network === 'default' ? 'segment' : `segment-${network}`}.sock`,
     pidFile: `${wd}/qemu.pid`,
     uefiVars: `${wd}/OVMF_VARS.fd`,
   },
@@ -80,7 +80,7 @@ test('the full command line of web-1 in the demo project', () => {
     '-netdev', 'user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:8081-:80,hostfwd=udp:127.0.0.1:41000-:53',
     '-device', `virtio-net-pci,netdev=net0,mac=${instance.userMac}`,
     '-netdev', `stream,id=net1,server=on,addr.type=unix,addr.path=${wd}/segment.sock`,
-    '-device', `virtio-net-pci,netdev=net1,mac=${instance.mac}`,
+    '-device', `virtio-net-pci,netdev=net1,mac=${instance.nics[0]!.mac}`,
     '-virtfs', `local,path=${www},mount_tag=holos0,security_model=none,readonly=on`,
     '-daemonize', '-pidfile', `${wd}/qemu.pid`,
   ]); // prettier-ignore
@@ -196,7 +196,7 @@ test('every spec field the QEMU command line reads has a class that restarts or 
       baseOf(project.services.find((s) => s.name === found.service)!),
     );
     const paths = readPaths(spec, (_, proxy) => qemuArgs(proxy, facts));
-    assert.ok(paths.has('vm.memory_mb') && paths.has('network.mac'), [...paths].join(' '));
+    assert.ok(paths.has('vm.memory_mb') && paths.has('networks.default'), [...paths].join(' '));
     for (const path of paths)
       assert.ok(
         ['restart', 'recreate'].includes(classOfPath(path)),

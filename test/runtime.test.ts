@@ -586,7 +586,7 @@ volumes:
   assert.deepEqual(verbs(fresh.plan), [
     'keypair generate trip',
     'volume create data',
-    'segment start trip',
+    'segment start default',
     'keypair generate db-0 host key',
     'overlay create db-0',
     'seed write db-0',
@@ -599,8 +599,8 @@ volumes:
 
   await keypair.generate(fresh.desired.keypair);
   for (const spec of fresh.desired.volumes) await volume.create(spec, 'qemu-img');
-  const switchPid = await startSwitch(tripLayout);
-  t.after(() => stopSwitch(tripLayout, switchPid));
+  const switchPid = await startSwitch(tripLayout, 'default');
+  t.after(() => stopSwitch(tripLayout, 'default', switchPid));
   for (const d of fresh.desired.instances) await keypair.generate(d.hostKey);
   // Seeds rendered with the real keys now, as converge does after the preparation.
   const prepared = await planNow();
@@ -618,9 +618,13 @@ volumes:
   // Suppose the first start failed: down still removes what was made, and then has nothing to do.
   const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent' } as const;
   const teardown = plan(made.desired, await observeState(made.desired), down);
-  assert.deepEqual(verbs(teardown), ['instance remove db-0', 'instance remove web-0', 'segment remove trip']);
+  assert.deepEqual(verbs(teardown), [
+    'instance remove db-0',
+    'instance remove web-0',
+    'segment remove default',
+  ]);
   for (const action of teardown.actions)
-    if (action.kind === 'segment') await stopSwitch(tripLayout, switchPid);
+    if (action.kind === 'segment') await stopSwitch(tripLayout, action.name, switchPid);
     else await instance.remove(tripLayout.instance(action.name));
   assert.deepEqual(plan(made.desired, await observeState(made.desired), down).actions, []);
   assert.deepEqual(readdirSync(tripLayout.dir), []);

@@ -21,7 +21,7 @@ const root = mkdtempSync(join(tmpdir(), 'holos-sw-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
 /** A VM's end of the segment: a unix server on `<dir>/<name>/segment.sock`, keeping what it receives. */
-async function vmPort(dir: string, name: string) {
+async function vmPort(dir: string, name: string, network = 'default') {
   mkdirSync(join(dir, name), { recursive: true, mode: 0o700 });
   const received: Buffer[] = [];
   let client: Socket | undefined;
@@ -31,7 +31,7 @@ async function vmPort(dir: string, name: string) {
     connections++;
     socket.on('data', (chunk: Buffer) => received.push(chunk));
   });
-  await new Promise<void>((resolve) => server.listen(join(dir, name, segmentSocketName), resolve));
+  await new Promise<void>((resolve) => server.listen(join(dir, name, segmentSocketName(network)), resolve));
   return {
     server,
     received: () => Buffer.concat(received),
@@ -63,7 +63,7 @@ async function until(what: string, ok: () => boolean, ms = 5_000): Promise<void>
 test('the switch floods broadcasts and unknown destinations, learns MACs, and sends unicast to one port', async () => {
   const dir = join(root, 'forward');
   const [a, b, c] = [await vmPort(dir, 'a-0'), await vmPort(dir, 'b-0'), await vmPort(dir, 'c-0')];
-  const sw = new Switch(dir);
+  const sw = new Switch(dir, segmentSocketName('default'));
   await sw.start(20);
   try {
     await until('three ports', () => sw.connected().length === 3);
@@ -98,7 +98,7 @@ test('the switch floods broadcasts and unknown destinations, learns MACs, and se
 test('a port whose VM went away is forgotten, and connected again when it listens again', async () => {
   const dir = join(root, 'reconnect');
   const [a, b] = [await vmPort(dir, 'a-0'), await vmPort(dir, 'b-0')];
-  const sw = new Switch(dir);
+  const sw = new Switch(dir, segmentSocketName('default'));
   await sw.start(20);
   try {
     await until('two ports', () => sw.connected().length === 2);
@@ -120,7 +120,7 @@ test('two projects of one name in two state dirs: each switch carries only its o
   const ports = await Promise.all(
     dirs.map(async (dir) => [await vmPort(dir, 'web-0'), await vmPort(dir, 'web-1')]),
   );
-  const switches = dirs.map((dir) => new Switch(dir));
+  const switches = dirs.map((dir) => new Switch(dir, segmentSocketName('default')));
   for (const sw of switches) await sw.start(20);
   try {
     await until('both switches connected', () => switches.every((sw) => sw.connected().length === 2));
@@ -136,6 +136,34 @@ test('two projects of one name in two state dirs: each switch carries only its o
   } finally {
     for (const sw of switches) sw.close();
     for (const p of ports.flat()) p.server.close();
+  }
+});
+
+test("a project's networks are apart: a switch connects only to its own network's sockets", async () => {
+  const dir = join(root, 'networks');
+  // api-0 is on both networks; web-0 only on front, db-0 only on back.
+  const front = [await vmPort(dir, 'web-0', 'front'), await vmPort(dir, 'api-0', 'front')];
+  const back = [await vmPort(dir, 'api-0', 'back'), await vmPort(dir, 'db-0', 'back')];
+  const switches = [new Switch(dir, segmentSocketName('front')), new Switch(dir, segmentSocketName('back'))];
+  for (const sw of switches) await sw.start(20);
+  try {
+    await until('both switches connected', () => switches.every((sw) => sw.connected().length === 2));
+    assert.deepEqual(switches[0]!.connected(), [
+      join(dir, 'api-0', 'segment-front.sock'),
+      join(dir, 'web-0', 'segment-front.sock'),
+    ]);
+    const hello = packet(broadcast, mac(1), 'front only');
+    front[0]!.send(hello);
+    await until('the broadcast at api-0 on front', () => front[1]!.received().equals(hello));
+    await sleep(100);
+    assert.deepEqual(
+      back.map((p) => p.received().length),
+      [0, 0],
+      'nothing of front reached back',
+    );
+  } finally {
+    for (const sw of switches) sw.close();
+    for (const p of [...front, ...back]) p.server.close();
   }
 });
 
@@ -158,29 +186,35 @@ test("the switch process: started detached, observed by its pid file, connects t
   const qemuPid = join(vm.dir, 'qemu.pid');
   execFileSync('qemu-system-x86_64', [
     ...['-machine', 'q35,accel=tcg', '-nodefaults', '-display', 'none', '-m', '64', '-S'],
-    ...['-netdev', `stream,id=net1,server=on,addr.type=unix,addr.path=${vm.segmentSocket}`],
+    ...['-netdev', `stream,id=net1,server=on,addr.type=unix,addr.path=${vm.segmentSocket('default')}`],
     ...['-device', 'virtio-net-pci,netdev=net1', '-daemonize', '-pidfile', qemuPid],
   ]);
   const qemu = Number(execFileSync('cat', [qemuPid], { encoding: 'utf8' }).trim());
   t.after(() => process.kill(qemu, 'SIGKILL'));
 
-  assert.deepEqual(await observeSegment(layout), {});
-  const pid = await startSwitch(layout);
-  t.after(() => stopSwitch(layout, pid));
-  assert.deepEqual(await observeSegment(layout), { pid });
+  assert.deepEqual(await observeSegment(layout, 'default'), {});
+  const pid = await startSwitch(layout, 'default');
+  t.after(() => stopSwitch(layout, 'default', pid));
+  assert.deepEqual(await observeSegment(layout, 'default'), { pid });
   // QEMU says on its monitor whom its NIC is connected to: the switch, over the unix socket.
   await until('the switch connected to QEMU', () => {
     const peers = spawnSync('ss', ['-xp'], { encoding: 'utf8' }).stdout;
-    return peers.split('\n').some((l) => l.includes(vm.segmentSocket)) && peers.includes(`pid=${pid},`);
+    return (
+      peers.split('\n').some((l) => l.includes(vm.segmentSocket('default'))) && peers.includes(`pid=${pid},`)
+    );
   });
 
   process.kill(pid, 'SIGKILL');
   while (await isOurQemu(pid, layout.dir)) await sleep(10);
-  assert.deepEqual(await observeSegment(layout), { died: true }, 'a dead switch is drift, not absence');
-  const again = await startSwitch(layout);
+  assert.deepEqual(
+    await observeSegment(layout, 'default'),
+    { died: true },
+    'a dead switch is drift, not absence',
+  );
+  const again = await startSwitch(layout, 'default');
   assert.notEqual(again, pid);
-  await stopSwitch(layout, again);
-  assert.deepEqual(await observeSegment(layout), {});
+  await stopSwitch(layout, 'default', again);
+  assert.deepEqual(await observeSegment(layout, 'default'), {});
   assert.equal(await isOurQemu(again, layout.dir), false);
 });
 
@@ -193,7 +227,7 @@ test("another Unix user cannot reach a VM's segment socket in holos's state dir"
   mkdirSync(state, { mode: 0o700 });
   const vm = await vmPort(join(state, 'instances', 'app'), 'web-0');
   try {
-    const path = join(state, 'instances', 'app', 'web-0', segmentSocketName);
+    const path = join(state, 'instances', 'app', 'web-0', segmentSocketName('default'));
     const probe = `require('net').connect(${JSON.stringify(path)}).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(1); })`;
     const asNobody = (argv: string[]) =>
       spawnSync('runuser', ['-u', 'nobody', '--', ...argv], { encoding: 'utf8' });

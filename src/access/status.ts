@@ -40,7 +40,10 @@ export interface InstanceStatus {
   /** healthy, unhealthy, or empty without a healthcheck or when not running. */
   health: string;
   pid: number | null;
+  /** Its address on its first switch network (the only one before named networks). */
   ip: string | null;
+  /** Its address on each of its networks (null on a host bridge: the LAN's DHCP gives it). */
+  networks: Record<string, string | null>;
   ssh_port: number | null;
   ports: PortStatus[];
   started_at: string | null;
@@ -100,7 +103,10 @@ export async function statusOf(layout: ProjectLayout, states: InstanceState[]): 
         cloud_init: seen.boot?.verdict ?? null,
         health,
         pid: seen.pid ?? null,
-        ip: applied?.spec.network.ip ?? null,
+        ip: Object.values(applied?.spec.networks ?? {}).find((n) => n.ip)?.ip ?? null,
+        networks: Object.fromEntries(
+          Object.entries(applied?.spec.networks ?? {}).map(([name, n]) => [name, n.ip ?? null]),
+        ),
         ssh_port: seen.pid !== undefined ? (applied?.sshPort ?? null) : null,
         ports,
         started_at: seen.pid !== undefined ? (applied?.startedAt ?? null) : null,

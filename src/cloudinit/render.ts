@@ -6,6 +6,7 @@ import type {
   ResolvedService,
 } from '../compose/resolve.js';
 import { shellQuote } from '../util/shell.js';
+import { ipNumber } from '../compose/subnets.js';
 
 // The NoCloud seed of one instance, rendered from the resolved project. Pure: keys come in
 // as arguments. cloud-init reads YAML 1.1, so everything is written as YAML 1.1, where
@@ -104,8 +105,7 @@ export function renderMetaData(instance: ResolvedInstance): string {
   return yaml11({ 'instance-id': instance.name, 'local-hostname': instance.name });
 }
 
-/** /etc/hosts: every instance by name, and every service by the name of its replica 0. */
-/** The hosts lines of a project's table, in numeric IP order: the same for all its instances. */
+/** The hosts lines of a table, in numeric IP order: instances on the same networks share one. */
 const hostsLines = new WeakMap<Record<string, string>, string[]>();
 
 function linesOf(hosts: Record<string, string>): string[] {
@@ -114,14 +114,15 @@ function linesOf(hosts: Record<string, string>): string[] {
   const namesByIp = new Map<string, string[]>();
   for (const [name, ip] of Object.entries(hosts)) namesByIp.set(ip, [...(namesByIp.get(ip) ?? []), name]);
   lines = [...namesByIp]
-    .map(([ip, names]) => ({ ip, names, order: Number(ip.split('.').pop()) }))
+    .map(([ip, names]) => ({ ip, names, order: ipNumber(ip) }))
     .sort((a, b) => a.order - b.order)
     .map(({ ip, names }) => `${ip} ${names.sort().join(' ')}`);
   hostsLines.set(hosts, lines);
   return lines;
 }
 
-export function renderHosts(project: ResolvedProject, instance: ResolvedInstance): string {
+/** /etc/hosts: the names on the instance's networks (resolve.ts: ResolvedInstance.hosts). */
+export function renderHosts(instance: ResolvedInstance): string {
   return [
     '127.0.0.1 localhost',
     `127.0.1.1 ${instance.name}`,
@@ -129,7 +130,7 @@ export function renderHosts(project: ResolvedProject, instance: ResolvedInstance
     'ff02::1 ip6-allnodes',
     'ff02::2 ip6-allrouters',
     '',
-    ...linesOf(project.network.hosts),
+    ...linesOf(instance.hosts),
     '',
   ].join('\n');
 }
@@ -139,8 +140,8 @@ export function renderHosts(project: ResolvedProject, instance: ResolvedInstance
  * guest that was down when the table changed (a replica added) has it when it boots, and over
  * SSH by the instance's `update` while it runs (resources/instance.ts).
  */
-export function hostsSync(project: ResolvedProject, instance: ResolvedInstance): string {
-  const lines = renderHosts(project, instance).split('\n').slice(0, -1);
+export function hostsSync(instance: ResolvedInstance): string {
+  const lines = renderHosts(instance).split('\n').slice(0, -1);
   return `printf '%s\\n' ${lines.map(shellQuote).join(' ')} > /etc/hosts.holos && chmod 644 /etc/hosts.holos && mv /etc/hosts.holos /etc/hosts`;
 }
 
@@ -246,7 +247,7 @@ export function renderUserData(
     // First in bootcmd, every boot and idempotent, before the user's commands need them: the
     // hosts table, then the mounts.
     bootcmd: [
-      hostsSync(project, instance),
+      hostsSync(instance),
       fstabSync(service.mounts),
       ...service.mounts.map(mountCommand),
       ...init.bootcmd,
@@ -257,13 +258,24 @@ export function renderUserData(
   return `#cloud-config\n${yaml11(config)}`;
 }
 
-/** netplan v2: NIC 1 (user-mode, host forwards) by DHCP, NIC 2 static on the private segment. */
+/**
+ * netplan v2: NIC 1 (user-mode, host forwards) by DHCP; a NIC on each network, matched by
+ * MAC: static on a switch network, DHCP on a host bridge (its routes after NIC 1's, so SSH and
+ * the forwards keep their path). The default network's NIC keeps the id `private` it had
+ * before named networks, so those seeds render the same bytes.
+ */
 export function renderNetworkConfig(instance: ResolvedInstance): string {
+  const nics = instance.nics.map((nic) => [
+    nic.network === 'default' ? 'private' : `net-${nic.network}`,
+    nic.ip
+      ? { match: { macaddress: nic.mac }, dhcp4: false, addresses: [`${nic.ip}/${nic.prefix}`] }
+      : { match: { macaddress: nic.mac }, dhcp4: true, 'dhcp4-overrides': { 'route-metric': 200 } },
+  ]);
   return yaml11({
     version: 2,
     ethernets: {
       uplink: { match: { macaddress: instance.userMac }, dhcp4: true },
-      private: { match: { macaddress: instance.mac }, dhcp4: false, addresses: [`${instance.ip}/24`] },
+      ...Object.fromEntries(nics),
     },
   });
 }

@@ -2,13 +2,20 @@ import { resolve } from 'node:path';
 import { findCatalogImage, isLocalImage, isUrlImage } from '../images/catalog.js';
 import { startLevels } from './graph.js';
 import { closest, formatPath, type Issue } from './issues.js';
-import type { Service } from './schema.js';
+import { networkDefaults, type NetworkDecl, type Service } from './schema.js';
 import { formatPort } from './ports.js';
+import {
+  automaticSubnets,
+  capacityOf,
+  formatSubnet,
+  holdsHost,
+  overlaps,
+  userModeSubnet,
+  type Subnet,
+} from './subnets.js';
 
 // Rules that span fields or services. They run on every service that is valid on its own,
 // so a file with a bad port in one service still gets its dependency cycle reported.
-
-export const maxInstances = 253;
 
 export type PathKind = 'file' | 'directory' | 'missing';
 
@@ -18,6 +25,8 @@ export interface CheckInput {
   /** The services that passed the schema. */
   services: ReadonlyMap<string, Service>;
   volumeNames: ReadonlySet<string>;
+  /** The top-level networks that passed the schema. */
+  networks: ReadonlyMap<string, NetworkDecl>;
   baseDir: string;
   /** The only host access: what a path names. */
   statPath: (path: string) => PathKind;
@@ -243,16 +252,154 @@ function checkDevices(input: CheckInput): Issue[] {
   return issues;
 }
 
-function checkInstanceCount(input: CheckInput): Issue[] {
-  const total = [...input.services.values()].reduce((sum, s) => sum + s.replicas, 0);
-  if (total <= maxInstances) return [];
-  return [
-    at(
-      ['services'],
-      `the project has ${total} instances; its private network 10.10.0.0/24 holds at most ${maxInstances}`,
-      'key',
-    ),
-  ];
+/** The option that names a bridge network's host bridge (as the original's 0.6 names it). */
+export const bridgeNameOption = 'holos.bridge.name';
+
+/** A network's own rules: what its driver takes, and its subnet against the others'. */
+function checkNetworkDecls(input: CheckInput): Issue[] {
+  const issues: Issue[] = [];
+  const subnets: [string, Subnet][] = [];
+  for (const [name, net] of input.networks) {
+    const path = ['networks', name];
+    const allowed = net.driver === 'bridge' ? [bridgeNameOption] : [];
+    for (const option of Object.keys(net.driver_opts))
+      if (!allowed.includes(option))
+        issues.push(
+          at(
+            [...path, 'driver_opts', option],
+            net.driver === 'bridge'
+              ? `a bridge network takes one option, ${bridgeNameOption} (the host bridge to join)`
+              : 'a switch network takes no driver_opts',
+            'key',
+          ),
+        );
+    const subnet = net.ipam?.config[0]?.subnet;
+    if (net.driver === 'bridge') {
+      if (!net.driver_opts[bridgeNameOption])
+        issues.push(
+          at(
+            [...path, 'driver'],
+            `a bridge network joins an existing host bridge: name it with driver_opts: {${bridgeNameOption}: br0}, or leave driver out for a private network`,
+          ),
+        );
+      if (net.ipam)
+        issues.push(
+          at(
+            [...path, 'ipam'],
+            'a bridge network gets its addresses from the LAN (DHCP): leave ipam out',
+            'key',
+          ),
+        );
+      continue;
+    }
+    if (!subnet) continue;
+    const where = [...path, 'ipam', 'config', 0, 'subnet'];
+    if (overlaps(subnet, userModeSubnet))
+      issues.push(
+        at(
+          where,
+          `${formatSubnet(subnet)} overlaps ${formatSubnet(userModeSubnet)}, the user-mode network every VM's first NIC is on; pick another subnet`,
+        ),
+      );
+    const other = subnets.find(([, s]) => overlaps(s, subnet));
+    if (other)
+      issues.push(
+        at(
+          where,
+          `${formatSubnet(subnet)} overlaps the subnet of network ${other[0]} (${formatSubnet(other[1])})`,
+        ),
+      );
+    subnets.push([name, subnet]);
+  }
+  return issues;
+}
+
+/** What services say of their networks: declared ones, static addresses inside them, aliases, room. */
+function checkServiceNetworks(input: CheckInput & { serviceSet: ReadonlySet<string> }): Issue[] {
+  const issues: Issue[] = [];
+  // `default` is there without being declared, as in compose.
+  const networks = new Map([['default', networkDefaults], ...input.networks]);
+  const declared = [...networks.keys()];
+  const members = new Map<string, number>();
+  const staticOwners = new Map<string, string>();
+  const aliasOwners = new Map<string, string>();
+  for (const [name, service] of input.services) {
+    for (const [net, how] of Object.entries(service.networks)) {
+      const path = ['services', name, 'networks', net];
+      const decl = networks.get(net);
+      if (!decl) {
+        const hint = closest(net, declared);
+        issues.push(
+          at(
+            path,
+            `network "${net}" is not declared under the top-level networks:${hint ? `; did you mean ${hint}?` : ''}`,
+            'key',
+          ),
+        );
+        continue;
+      }
+      members.set(net, (members.get(net) ?? 0) + service.replicas);
+      if (decl.driver === 'bridge' && (how.ipv4_address || how.aliases.length > 0)) {
+        issues.push(
+          at(
+            path,
+            `network ${net} is a host bridge: the LAN's DHCP gives the address, so it takes no ipv4_address or aliases`,
+            'key',
+          ),
+        );
+        continue;
+      }
+      for (const [i, alias] of how.aliases.entries()) {
+        const where = [...path, 'aliases', i];
+        if (input.serviceSet.has(alias) || input.serviceSet.has(alias.replace(/-\d+$/, '')))
+          issues.push(at(where, `alias ${alias} is the name of a service or replica; pick another`));
+        const owner = aliasOwners.get(`${net}/${alias}`);
+        if (owner && owner !== name)
+          issues.push(at(where, `alias ${alias} is also service ${owner}'s on network ${net}`));
+        aliasOwners.set(`${net}/${alias}`, name);
+      }
+      const ip = how.ipv4_address;
+      if (ip === undefined) continue;
+      const where = [...path, 'ipv4_address'];
+      const subnet = decl.ipam?.config[0]?.subnet;
+      if (!subnet) {
+        issues.push(
+          at(
+            where,
+            `network ${net} names no subnet, so its addresses are handed out: declare one (ipam: {config: [{subnet: 10.20.0.0/24}]}) to give static ones`,
+          ),
+        );
+        continue;
+      }
+      if (!holdsHost(subnet, ip))
+        issues.push(at(where, `${ip} is not an address for a VM in ${net}'s subnet ${formatSubnet(subnet)}`));
+      if (service.replicas > 1)
+        issues.push(
+          at(
+            where,
+            `a static address is one VM's: set replicas: 1 (now ${service.replicas}), or leave ipv4_address out`,
+          ),
+        );
+      const owner = staticOwners.get(`${net}/${ip}`);
+      if (owner) issues.push(at(where, `${ip} is also ${owner}'s address on network ${net}`));
+      staticOwners.set(`${net}/${ip}`, `service ${name}`);
+    }
+  }
+  for (const [net, count] of members) {
+    const subnet = networks.get(net)!.ipam?.config[0]?.subnet;
+    const capacity = subnet
+      ? capacityOf(subnet)
+      : capacityOf({ base: automaticSubnets.first, prefix: automaticSubnets.prefix });
+    if (count > capacity)
+      issues.push(
+        at(
+          input.networks.has(net) ? ['networks', net] : ['services'],
+          `network ${net} would hold ${count} instances; its subnet ${subnet ? formatSubnet(subnet) : '(a /24)'} holds at most ${capacity}`,
+          'key',
+        ),
+      );
+  }
+  return issues;
 }
 
 export function crossChecks(given: CheckInput): Issue[] {
@@ -270,6 +417,7 @@ export function crossChecks(given: CheckInput): Issue[] {
     ...checkSharedVolumes(input),
     ...checkPorts(input),
     ...checkDevices(input),
-    ...checkInstanceCount(input),
+    ...checkNetworkDecls(input),
+    ...checkServiceNetworks(input),
   ];
 }

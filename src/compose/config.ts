@@ -1,3 +1,4 @@
+import { bridgeNameOption } from './checks.js';
 import { formatPort } from './ports.js';
 import type { ResolvedProject, ResolvedService } from './resolve.js';
 import { formatDuration, formatSize } from './units.js';
@@ -33,26 +34,45 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
     stop_grace_period: formatDuration(spec.stop_grace_period),
     cloud_init: { ...spec.cloud_init, user: service.user },
     devices: spec.devices,
+    networks: spec.networks,
     'x-instances': Object.fromEntries(
       instances.map((i) => [
         i.name,
-        { ip: i.ip, mac: i.mac, user_mac: i.userMac, ports: i.ports.map(formatPort) },
+        {
+          // Its first network's, as before named networks; `networks` has each.
+          ip: i.nics[0]?.ip ?? null,
+          mac: i.nics[0]?.mac ?? null,
+          user_mac: i.userMac,
+          ports: i.ports.map(formatPort),
+          networks: Object.fromEntries(i.nics.map((n) => [n.network, { ip: n.ip ?? null, mac: n.mac }])),
+        },
       ]),
     ),
   };
 }
 
 export function toConfig(project: ResolvedProject) {
+  const defaultNetwork = project.networks.find((n) => n.name === 'default');
   return {
     name: project.name,
     services: Object.fromEntries(project.services.map((s) => [s.name, serviceConfig(s, project)])),
     volumes: Object.fromEntries(
       Object.entries(project.volumes).map(([name, v]) => [name, { size: formatSize(v.size) }]),
     ),
+    networks: Object.fromEntries(
+      project.networks.map((n) => [
+        n.name,
+        n.driver === 'bridge'
+          ? { driver: n.driver, driver_opts: { [bridgeNameOption]: n.bridge } }
+          : { driver: n.driver, ipam: { config: [{ subnet: n.subnet }] } },
+      ]),
+    ),
+    // The default network's (the only one before named networks), kept for readers of it.
     'x-network': {
-      subnet: project.network.cidr,
+      subnet: defaultNetwork?.subnet ?? null,
       start_order: project.levels,
-      hosts: project.network.hosts,
+      hosts: defaultNetwork?.hosts ?? {},
     },
+    'x-networks': Object.fromEntries(project.networks.map((n) => [n.name, { hosts: n.hosts }])),
   };
 }

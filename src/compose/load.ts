@@ -4,7 +4,15 @@ import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
 import { ComposeProblems, UserError } from '../errors.js';
 import { crossChecks, type PathKind } from './checks.js';
 import { escapeUnprintable, formatPath, fromZod, printable, quote, type Issue } from './issues.js';
-import { composeSchema, dnsLabel, serviceSchema, type Compose, type Service } from './schema.js';
+import {
+  composeSchema,
+  dnsLabel,
+  networkEntry,
+  serviceSchema,
+  type Compose,
+  type NetworkDecl,
+  type Service,
+} from './schema.js';
 import { defaultLimits, SourceFile, type Limits, type Position, type Problem } from './source.js';
 
 export const defaultFileNames = ['holos.yaml', 'holos.yml'];
@@ -56,6 +64,16 @@ function withoutExtensions(value: unknown): unknown {
  * The valid parts of a service, with defaults in place of the invalid ones, so the
  * cross-field checks can still report on a service whose ports (say) are wrong.
  */
+/** The declared networks that pass the schema on their own, for the checks that span them. */
+function salvageNetworks(raw: unknown): Map<string, NetworkDecl> {
+  const networks = new Map<string, NetworkDecl>();
+  for (const [name, value] of Object.entries(mappingAt(raw, 'networks'))) {
+    const parsed = networkEntry.safeParse(value);
+    if (dnsLabel.test(name) && parsed.success) networks.set(name, parsed.data);
+  }
+  return networks;
+}
+
 function salvageService(raw: unknown): Service {
   const fields = raw && typeof raw === 'object' ? (raw as Record<string, unknown>) : {};
   const salvaged = Object.entries(serviceSchema.shape).map(([key, schema]) => {
@@ -239,6 +257,7 @@ export function validateComposeFile(file: string, options: ValidateOptions = {})
       serviceNames: serviceEntries.map(([name]) => name),
       services,
       volumeNames: new Set(Object.keys(mappingAt(raw, 'volumes'))),
+      networks: salvageNetworks(raw),
       baseDir: dir,
       statPath,
     }),

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { parsePort } from './ports.js';
 import { parseMount } from './mounts.js';
+import { isIPv4 } from 'node:net';
+import { parseSubnet } from './subnets.js';
 
 // The holos.yaml format. Types come from here (z.infer); `holos schema` prints it as JSON Schema.
 // Only shapes and single values are checked here; rules that span fields (depends_on targets,
@@ -100,6 +102,45 @@ const device = z.strictObject({
   rom_file: z.string().min(1).optional(),
 });
 
+/** A host name in /etc/hosts: DNS labels joined by dots. */
+const hostName = z
+  .string()
+  .regex(
+    /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/,
+    'an alias must be a host name: DNS labels (lowercase letters, digits and "-") joined by "."',
+  );
+
+/** How a service is on one network; `null` (`front:` with nothing after it) is the plain form. */
+const serviceNetwork = z
+  .strictObject({
+    aliases: z.array(hostName).default([]),
+    ipv4_address: z
+      .string()
+      .refine((ip) => isIPv4(ip), 'must be an IPv4 address such as 10.20.0.10')
+      .optional(),
+  })
+  .nullable()
+  .transform((n) => n ?? { aliases: [] });
+
+/**
+ * The networks a service is on, as compose writes them: a list of names, or a map with aliases
+ * and a static address. Without the key, a service is on the project's `default` network.
+ */
+const serviceNetworks = z
+  .union(
+    [
+      z
+        .array(label('a network name'))
+        .transform((names): Record<string, z.output<typeof serviceNetwork>> =>
+          Object.fromEntries(names.map((name) => [name, { aliases: [] }])),
+        ),
+      z.record(label('a network name'), serviceNetwork),
+    ],
+    { error: 'expected a list of network names, such as [front, back], or a map of them' },
+  )
+  .refine((networks) => Object.keys(networks).length > 0, 'a service needs at least one network')
+  .default({ default: { aliases: [] } });
+
 export const serviceSchema = z.strictObject({
   image: z.string().min(1).optional(),
   image_format: z.enum(['qcow2', 'raw']).optional(),
@@ -115,9 +156,35 @@ export const serviceSchema = z.strictObject({
   stop_grace_period: duration.default(30_000),
   cloud_init: cloudInit.default(cloudInit.parse({})),
   devices: z.array(device).default([]),
+  networks: serviceNetworks,
 });
 
 const namedVolume = z.strictObject({ size: size(2 ** 20).default(10 * 2 ** 30) });
+
+/**
+ * A network: by default a private segment of the project's own (a switch only its owner can
+ * reach, resources/segment.ts); `driver: bridge` puts the NIC on an existing host bridge
+ * through QEMU's bridge helper, for guests on the LAN (DHCP from the LAN).
+ */
+const network = z.strictObject({
+  driver: z
+    .enum(['switch', 'bridge'], {
+      error:
+        'driver must be switch (a private segment, the default) or bridge (a host bridge, named by driver_opts: {holos.bridge.name: br0})',
+    })
+    .default('switch'),
+  driver_opts: z.record(z.string(), z.string()).default({}),
+  ipam: z
+    .strictObject({
+      config: z
+        .array(z.strictObject({ subnet: parsed(parseSubnet, 'a subnet such as "10.20.0.0/24"') }))
+        .max(1, 'one subnet per network: holos networks are IPv4 only'),
+    })
+    .optional(),
+});
+export const networkDefaults = network.parse({});
+/** One entry of the top-level networks: `front:` with nothing after it takes the defaults. */
+export const networkEntry = network.nullable().transform((n) => n ?? networkDefaults);
 
 export const composeSchema = z.strictObject({
   name: label('the project name').optional(),
@@ -130,6 +197,7 @@ export const composeSchema = z.strictObject({
       namedVolume.nullable().transform((v) => v ?? namedVolume.parse({})),
     )
     .default({}),
+  networks: z.record(label('a network name'), networkEntry).default({}),
 });
 
 export type Compose = z.infer<typeof composeSchema>;
@@ -138,3 +206,5 @@ export type Healthcheck = z.infer<typeof healthcheck>;
 export type WriteFile = z.infer<typeof writeFile>;
 export type Command = Service['cloud_init']['runcmd'][number];
 export type Device = Service['devices'][number];
+export type NetworkDecl = z.infer<typeof network>;
+export type ServiceNetwork = Service['networks'][string];

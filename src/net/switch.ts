@@ -12,8 +12,12 @@ import { writeAtomically } from '../util/fs.js';
 // port, or, for broadcast, multicast and unknown destinations, to every other port. QEMU listens
 // again when its client goes, so a switch started anew reconnects every VM without a restart.
 
-/** The socket a VM's private NIC listens on, in its instance directory. */
-export const segmentSocketName = 'segment.sock';
+/**
+ * The socket a VM's NIC on a network listens on, in its instance directory. The default
+ * network's keeps the name it had before named networks, so running VMs stay connected.
+ */
+export const segmentSocketName = (network: string) =>
+  network === 'default' ? 'segment.sock' : `segment-${network}.sock`;
 
 /** A port whose queue holds this much is congested: frames to it are dropped, as a switch does. */
 const congested = 4 * 1024 * 1024;
@@ -34,10 +38,15 @@ export class Switch {
   private closed = false;
 
   private readonly instancesDir: string;
+  private readonly socketName: string;
 
-  /** `instancesDir`: the project's instance directories, each maybe with a VM's segment socket. */
-  constructor(instancesDir: string) {
+  /**
+   * `instancesDir`: the project's instance directories, each maybe with a VM's socket named
+   * `socketName` (segmentSocketName of the switch's network).
+   */
+  constructor(instancesDir: string, socketName: string) {
     this.instancesDir = instancesDir;
+    this.socketName = socketName;
   }
 
   /** Connects to every VM socket there now, and keeps looking for new ones every `everyMs`. */
@@ -61,7 +70,7 @@ export class Switch {
 
   async scan(): Promise<void> {
     const names = await readdir(this.instancesDir).catch(() => []);
-    await Promise.all(names.map((name) => this.attach(join(this.instancesDir, name, segmentSocketName))));
+    await Promise.all(names.map((name) => this.attach(join(this.instancesDir, name, this.socketName))));
   }
 
   /** Connects to one VM's socket unless it is connected already; a socket not there is left for the next scan. */
@@ -132,8 +141,8 @@ function send(port: Port, packet: Buffer): void {
  * The switch process (net/switch-main.ts): writes its pid file, switches until SIGTERM or
  * SIGINT, then removes the pid file.
  */
-export async function runSwitch(instancesDir: string, pidFile: string): Promise<void> {
-  const sw = new Switch(instancesDir);
+export async function runSwitch(instancesDir: string, pidFile: string, socketName: string): Promise<void> {
+  const sw = new Switch(instancesDir, socketName);
   await sw.start();
   await writeAtomically(pidFile, `${process.pid}\n`);
   const stop = () => {

@@ -1,4 +1,3 @@
-import { userMacOf } from '../compose/resolve.js';
 import type { InstanceSpec } from '../resources/instance.js';
 
 // The QEMU command line of one instance: pure, from its spec (the same spec the applied record
@@ -20,8 +19,8 @@ export interface InstanceFiles {
   qmpSocket: string;
   /** A second QMP monitor, held open by `holos watch` for events, so `qmpSocket` stays free for queries. */
   eventSocket: string;
-  /** The private NIC's socket: QEMU listens, the project's switch connects (net/switch.ts). */
-  segmentSocket: string;
+  /** A switch network's NIC socket: QEMU listens, that network's switch connects (net/switch.ts). */
+  segmentSocket: (network: string) => string;
   pidFile: string;
   /** UEFI only: this instance's copy of the OVMF variable store. */
   uefiVars: string;
@@ -142,23 +141,28 @@ function networkArgs(spec: InstanceSpec, facts: LaunchFacts): string[] {
       (p, i) => `hostfwd=${p.protocol}:${p.hostIp}:${facts.hostPorts[i] ?? p.host}-:${p.guest}`,
     ),
   ];
-  const { mac } = spec.network;
+  const nics = Object.entries(spec.networks).flatMap(([network, nic], i) => [
+    '-netdev',
+    nic.driver === 'bridge'
+      ? // QEMU's setuid helper plugs a tap into the bridge, as /etc/qemu/bridge.conf allows.
+        option('bridge', `id=net${i + 1}`, `br=${escapeOption(nic.bridge ?? '')}`)
+      : // A unix socket in the owner's 0700 directory: no other user and no LAN ever sees a frame.
+        option(
+          'stream',
+          `id=net${i + 1}`,
+          'server=on',
+          'addr.type=unix',
+          `addr.path=${escapeOption(facts.files.segmentSocket(network))}`,
+        ),
+    '-device',
+    `virtio-net-pci,netdev=net${i + 1},mac=${nic.mac}`,
+  ]);
   return [
     '-netdev',
     option('user', 'id=net0', ...forwards),
     '-device',
-    `virtio-net-pci,netdev=net0,mac=${userMacOf(mac)}`,
-    // A unix socket in the owner's 0700 directory: no other user and no LAN ever sees a frame.
-    '-netdev',
-    option(
-      'stream',
-      'id=net1',
-      'server=on',
-      'addr.type=unix',
-      `addr.path=${escapeOption(facts.files.segmentSocket)}`,
-    ),
-    '-device',
-    `virtio-net-pci,netdev=net1,mac=${mac}`,
+    `virtio-net-pci,netdev=net0,mac=${spec.uplink_mac}`,
+    ...nics,
   ];
 }
 

@@ -1,6 +1,7 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import type {
+  Nic,
   ResolvedInstance,
   ResolvedMount,
   ResolvedProject,
@@ -13,6 +14,7 @@ import { QmpClient } from '../observe/qmp.js';
 import { freePort, isPortFree } from '../observe/ports.js';
 import { qemuArgs } from '../qemu/argv.js';
 import { requireUefiFirmware } from '../qemu/firmware.js';
+import { checkBridge } from '../qemu/bridge.js';
 import { launch, stopGracefully, type StopOutcome } from '../qemu/lifecycle.js';
 import {
   firstBootNow,
@@ -47,14 +49,17 @@ export interface InstanceSpec {
   image: { path: string; format: 'qcow2' | 'raw' };
   disk_size: number | null;
   user: string;
-  /**
-   * `segment`: what the private NIC is plugged into, the project's switch (restart). Records of
-   * holos before the switch have a multicast `group` and `port` instead.
-   */
-  network: { ip: string; mac: string; segment: 'switch' };
   /** The seed's identity: a hash of its inputs without the hosts table and mounts (seed.ts). */
   seed: string;
   // restart: same disk, new QEMU
+  /**
+   * A NIC per network, by network name, in the service's order. Its address and MAC are the
+   * seed's (a change of them changes `seed`, so the disk is new); what it is plugged into is
+   * QEMU's (restart).
+   */
+  networks: Record<string, NicSpec>;
+  /** NIC 1's MAC (user-mode, the forwards); the seed's too. */
+  uplink_mac: string;
   vm: {
     vcpu: number;
     memory_mb: number;
@@ -72,6 +77,20 @@ export interface InstanceSpec {
   depends_on: string[];
 }
 
+export interface NicSpec {
+  /**
+   * switch: the project's segment of that network (resources/segment.ts); bridge: a host
+   * bridge; multicast: only in records of holos before the switch, restarted onto it.
+   */
+  driver: 'switch' | 'bridge' | 'multicast';
+  mac: string;
+  /** A switch network's static address and the subnet's prefix (a bridge's is the LAN's DHCP). */
+  ip?: string;
+  prefix?: number;
+  /** The host bridge of a bridge network. */
+  bridge?: string;
+}
+
 export type ChangeClass = 'none' | 'record' | 'restart' | 'recreate';
 
 export const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
@@ -81,8 +100,9 @@ export const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
   image: 'recreate',
   disk_size: 'recreate',
   user: 'recreate',
-  network: 'recreate',
   seed: 'recreate',
+  networks: 'restart',
+  uplink_mac: 'restart',
   vm: 'restart',
   ports: 'restart',
   mounts: 'restart',
@@ -94,14 +114,10 @@ export const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
 /**
  * Fields whose class differs from their parent's. The base image's path: the overlay judges
  * whether a new path is the same file (rebased, overlay.ts) or another image (a new disk); the
- * instance restarts either way, because QEMU holds the disk open. The segment is a QEMU option
- * (`group` and `port`: the multicast socket of records before the switch).
+ * instance restarts either way, because QEMU holds the disk open.
  */
 export const classOfSubfield: Record<string, ChangeClass> = {
   'image.path': 'restart',
-  'network.segment': 'restart',
-  'network.group': 'restart',
-  'network.port': 'restart',
 };
 const classRank: ChangeClass[] = ['none', 'record', 'restart', 'recreate'];
 
@@ -142,8 +158,9 @@ export function instanceSpec(
     image: { path, format },
     disk_size: disk_size ?? null,
     user: service.user,
-    network: { ip: instance.ip, mac: instance.mac, segment: 'switch' },
     seed: seedIdentity(service, instance),
+    networks: Object.fromEntries(instance.nics.map((nic) => [nic.network, nicSpec(project, nic)])),
+    uplink_mac: instance.userMac,
     vm: { ...vm, uefi: service.uefi },
     ports: keyed(instance.ports, portKey),
     mounts: keyed(service.mounts, (m) => m.target),
@@ -152,6 +169,11 @@ export function instanceSpec(
     healthcheck: spec.healthcheck ?? null,
     depends_on: spec.depends_on,
   };
+}
+
+function nicSpec(project: ResolvedProject, { network, mac, ip, prefix }: Nic): NicSpec {
+  const { driver, bridge } = project.networks.find((n) => n.name === network)!;
+  return { driver, mac, ...(ip !== undefined && { ip, prefix }), ...(bridge !== undefined && { bridge }) };
 }
 
 /** JSON only: drops undefined fields so a spec read back from applied.json compares equal. */
@@ -309,7 +331,8 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
         ? act('start', 'drift', 'QEMU exited', { patch })
         : act('start', 'requested', 'stopped', { patch });
     if (cls === 'restart')
-      return fields.every((f) => f.startsWith('network.')) && !('segment' in applied.spec.network)
+      return fields.every((f) => f.startsWith('networks')) &&
+        Object.values(applied.spec.networks).some((nic) => nic.driver === 'multicast')
         ? act('restart', 'upgraded', movedToSwitch, changed)
         : act('restart', 'changed', because, changed);
     if (rebase) return act('restart', 'moved', rebase.reason, { patch });
@@ -317,7 +340,7 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
       return act('restart', 'drift', `guest status is ${observed.status}`, { patch });
     if (observed.status === 'paused') return act('resume', 'drift', 'paused', { patch });
     if (cls === 'record') return act('record', 'changed', `${because} (no VM action)`, changed);
-    if (observed.status === 'running' && applied.hosts !== hostsDigest(ctx.project.network.hosts))
+    if (observed.status === 'running' && applied.hosts !== hostsDigest(resolvedOf(ctx.project, name).hosts))
       return act(
         'update',
         'hosts-changed',
@@ -362,11 +385,14 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
   },
 };
 
+const resolvedOf = (project: ResolvedProject, name: string) =>
+  project.instances.find((i) => i.name === name)!;
+
 /** Rewrites /etc/hosts in a running guest over SSH, once sshd answers, and records the table it has. */
 async function pushHosts(ctx: ExecContext, name: string, applied: AppliedRecord): Promise<void> {
   const key = await readKeypair(projectKeySpec(ctx.layout));
   if (!key) throw new Error('its project key is missing');
-  const resolved = ctx.project.instances.find((i) => i.name === name)!;
+  const resolved = resolvedOf(ctx.project, name);
   // ssh2 loads only for this: a plan without an update never needs it.
   const [{ connectWhenReady }, { execCollect }] = await Promise.all([
     import('../ssh/session.js'),
@@ -377,20 +403,16 @@ async function pushHosts(ctx: ExecContext, name: string, applied: AppliedRecord)
     onWait: () => ctx.step('waiting for sshd to rewrite /etc/hosts'),
   });
   try {
-    const result = await execCollect(
-      client,
-      `sudo sh -c ${shellQuote(hostsSync(ctx.project, resolved))}`,
-      30_000,
-    );
+    const result = await execCollect(client, `sudo sh -c ${shellQuote(hostsSync(resolved))}`, 30_000);
     if (result.code !== 0)
       throw new Error(`rewriting /etc/hosts failed (exit ${result.code}): ${result.stderr.trim()}`);
   } finally {
     client.end();
   }
-  await writeRecord(ctx.layout.instance(name), { ...applied, hosts: hostsDigest(ctx.project.network.hosts) });
+  await writeRecord(ctx.layout.instance(name), { ...applied, hosts: hostsDigest(resolved.hosts) });
 }
 
-/** What a VM needs before it starts: its keys, the switch, base image, volumes, disk and seed. */
+/** What a VM needs before it starts: its keys, its networks' switches, base image, volumes, disk and seed. */
 function needsOf(spec: InstanceSpec, project: string): string[] {
   const volumes = Object.values(spec.mounts).flatMap((m) =>
     m.type === 'volume' ? [`volume:${m.source}`] : [],
@@ -398,7 +420,9 @@ function needsOf(spec: InstanceSpec, project: string): string[] {
   return [
     `keypair:${project}`,
     `keypair:${hostKeyName(spec.name)}`,
-    `segment:${project}`,
+    ...Object.entries(spec.networks).flatMap(([network, nic]) =>
+      nic.driver === 'switch' ? [`segment:${network}`] : [],
+    ),
     ...volumes,
     `overlay:${spec.name}`,
     `seed:${spec.name}`,
@@ -443,7 +467,7 @@ async function startExecutor(
       hostPublicKey: hostKey.publicKey,
       projectPublicKey: projectKey?.publicKey,
       previous: observed.applied,
-      hosts: hostsDigest(ctx.project.network.hosts),
+      hosts: hostsDigest(resolvedOf(ctx.project, action.name).hosts),
       newDisk: action.verb === 'create' || action.verb === 'recreate',
     }),
   );
@@ -519,7 +543,13 @@ const startAttempts = 3;
 
 export async function start(input: StartInput): Promise<AppliedRecord> {
   const { layout, spec, previous } = input;
-  checkSocketPaths(layout);
+  const nics = Object.entries(spec.networks);
+  checkSocketPaths(
+    layout,
+    nics.flatMap(([network, nic]) => (nic.driver === 'bridge' ? [] : [network])),
+  );
+  for (const [network, nic] of nics)
+    if (nic.driver === 'bridge') await checkBridge(network, nic.bridge ?? '');
   await mkdir(layout.dir, { recursive: true, mode: 0o700 });
   const pick = input.pickPort ?? freePort;
   // The variable store is the instance's own part (nvram.ts); the code is OVMF's, read-only.

@@ -68,12 +68,23 @@ const seedFile = /^seed-[0-9a-f]{8}\.iso$/;
 const toFiles = (rendered: Record<string, string>): SeedFile[] =>
   Object.entries(rendered).map(([name, content]) => ({ name, content }));
 
+/**
+ * The instance's NICs as the seed's hashes take them. One on the default network alone is
+ * hashed as it was before named networks (its `ip` and `mac`), so an upgrade keeps its seed
+ * and its disk.
+ */
+function addressesOf(instance: ResolvedInstance): Record<string, unknown> {
+  const [only, ...more] = instance.nics;
+  return only?.network === 'default' && only.prefix === 24 && more.length === 0
+    ? { ip: only.ip, mac: only.mac }
+    : { nics: instance.nics };
+}
+
 /** The identity of a seed: every input of the first boot, and nothing that may change without one. */
 export function seedIdentity(service: ResolvedService, instance: ResolvedInstance): string {
   const inputs = {
     instance: instance.name,
-    ip: instance.ip,
-    mac: instance.mac,
+    ...addressesOf(instance),
     userMac: instance.userMac,
     user: service.user,
     image: { kind: service.image.kind, ref: service.image.kind === 'local' ? '' : service.image.ref },
@@ -89,10 +100,10 @@ export function seedIdentity(service: ResolvedService, instance: ResolvedInstanc
  */
 const seedFormat = 2;
 
-/** Hashes of hosts tables, each computed once: every instance of a project shares one table. */
+/** Hashes of hosts tables, each computed once: instances on the same networks share one table. */
 const hostsDigests = new WeakMap<Record<string, string>, string>();
 
-/** A hash of a project's hosts table: in the seed's name, and in the record of what a running guest has. */
+/** A hash of an instance's hosts table: in the seed's name, and in the record of what a running guest has. */
 export function hostsDigest(hosts: Record<string, string>): string {
   let digest = hostsDigests.get(hosts);
   if (!digest) {
@@ -128,12 +139,12 @@ export function seedContentHash(
 ): string {
   const inputs = {
     format,
-    instance: { name: instance.name, ip: instance.ip, mac: instance.mac, userMac: instance.userMac },
+    instance: { name: instance.name, ...addressesOf(instance), userMac: instance.userMac },
     user: service.user,
     os: service.image.os,
     cloud_init: service.spec.cloud_init,
     mounts: service.mounts.map(renderedOfMount),
-    hosts: hostsDigest(project.network.hosts),
+    hosts: hostsDigest(instance.hosts),
     keys,
   };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex');

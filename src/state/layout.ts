@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { digestCacheFile } from '../images/store.js';
 import type { InstanceFiles } from '../qemu/argv.js';
+import { segmentSocketName } from '../net/switch.js';
 
 // Where everything of a project lives under the state dir (DESIGN.md §8). Pure: paths only.
 
@@ -37,10 +38,13 @@ export interface ProjectLayout {
   volume: (name: string) => string;
   /** The digests of base images, keyed by what changes with the file (util/digest.ts). */
   digestCache: string;
-  /** `networks/<project>`: the private segment's switch (its pid file and log), net/switch.ts. */
+  /** `networks/<project>`: the switch of each of its networks (a pid file and a log), net/switch.ts. */
   networkDir: string;
-  switchPid: string;
-  switchLog: string;
+  /**
+   * A network's switch files: `switch.pid` and `switch.log` for `default` (their names before
+   * named networks), `switch-<network>.pid` and `.log` for the others.
+   */
+  switchFiles: (network: string) => { pid: string; log: string };
   instance: (name: string) => InstanceLayout;
 }
 
@@ -66,8 +70,15 @@ export function projectLayout(relativeOrAbsolute: string, project: string): Proj
     volume: (name) => join(volumesDir, `${name}.qcow2`),
     digestCache: digestCacheFile(stateDir),
     networkDir: join(stateDir, 'networks', project),
-    switchPid: join(stateDir, 'networks', project, 'switch.pid'),
-    switchLog: join(stateDir, 'networks', project, 'switch.log'),
+    switchFiles: (network) => {
+      const stem = join(
+        stateDir,
+        'networks',
+        project,
+        network === 'default' ? 'switch' : `switch-${network}`,
+      );
+      return { pid: `${stem}.pid`, log: `${stem}.log` };
+    },
     instance: (name) => {
       // Asked for by every kind of every instance: made once per name.
       let layout = instances.get(name);
@@ -85,7 +96,7 @@ function instanceLayout(dir: string): InstanceLayout {
     serialLog: join(dir, 'serial.log'),
     qmpSocket: join(dir, 'qmp.sock'),
     eventSocket: join(dir, 'events.sock'),
-    segmentSocket: join(dir, 'segment.sock'),
+    segmentSocket: (network) => join(dir, segmentSocketName(network)),
     pidFile: join(dir, 'qemu.pid'),
     uefiVars: join(dir, 'uefi-vars.fd'),
     applied: join(dir, 'applied.json'),
@@ -96,8 +107,9 @@ function instanceLayout(dir: string): InstanceLayout {
 }
 
 /** Fails early, naming the path, when a socket would not fit (a deep --state-dir). */
-export function checkSocketPaths(layout: InstanceLayout): void {
-  for (const path of [layout.qmpSocket, layout.eventSocket, layout.serialSocket, layout.segmentSocket])
+export function checkSocketPaths(layout: InstanceLayout, networks: string[]): void {
+  const segments = networks.map((n) => layout.segmentSocket(n));
+  for (const path of [layout.qmpSocket, layout.eventSocket, layout.serialSocket, ...segments])
     if (Buffer.byteLength(path) > maxSocketPath)
       throw new UserError(
         `${path}: ${Buffer.byteLength(path)} bytes is too long for a unix socket (max ${maxSocketPath}); use a shorter --state-dir or HOLOS_STATE_DIR`,

@@ -1,6 +1,6 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { Allocation, ResolvedProject } from '../compose/resolve.js';
+import type { RecordedAllocation, ResolvedProject } from '../compose/resolve.js';
 import type { ProjectLayout } from './layout.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 
@@ -13,7 +13,7 @@ export interface ProjectRecord {
   name: string;
   /** The compose file the project is managed from, absolute; empty when it never had one. */
   file: string;
-  allocation: Allocation;
+  allocation: RecordedAllocation;
   /** Services a user stopped (`holos stop`): `watch` leaves them stopped until `start` or `up`. */
   stopped?: string[];
   /**

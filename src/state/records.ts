@@ -1,6 +1,7 @@
+import { userMacOf } from '../compose/resolve.js';
 import type { CloudInitVerdict } from '../observe/boot.js';
 import type { Accelerator } from '../qemu/argv.js';
-import type { InstanceSpec } from '../resources/instance.js';
+import type { InstanceSpec, NicSpec } from '../resources/instance.js';
 import type { SshTarget } from '../ssh/exec.js';
 import { readJson, writeAtomically } from '../util/fs.js';
 import type { InstanceLayout } from './layout.js';
@@ -44,7 +45,30 @@ export interface FirstBoot {
   verdict?: CloudInitVerdict;
 }
 
-export const readApplied = (layout: InstanceLayout) => readJson<AppliedRecord>(layout.applied);
+/** The one NIC of records written before named networks: on the project's only network. */
+interface LegacyNetwork {
+  ip: string;
+  mac: string;
+  /** `switch` since the project's switch; absent (a multicast `group` and `port`) before. */
+  segment?: 'switch';
+}
+
+/**
+ * Reads the record, in today's shape: a record of holos before named networks has one
+ * `network`, which is the default network's NIC (a /24, as it always was).
+ */
+export async function readApplied(layout: InstanceLayout): Promise<AppliedRecord | undefined> {
+  const record = await readJson<AppliedRecord & { spec: { network?: LegacyNetwork } }>(layout.applied);
+  if (!record?.spec.network) return record;
+  const { network: legacy, ...spec } = record.spec;
+  const nic: NicSpec = {
+    driver: legacy.segment === 'switch' ? 'switch' : 'multicast',
+    mac: legacy.mac,
+    ip: legacy.ip,
+    prefix: 24,
+  };
+  return { ...record, spec: { ...spec, networks: { default: nic }, uplink_mac: userMacOf(legacy.mac) } };
+}
 
 export const writeApplied = (layout: InstanceLayout, record: AppliedRecord) =>
   writeAtomically(layout.applied, `${JSON.stringify(record, null, 2)}\n`);
