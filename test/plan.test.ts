@@ -513,7 +513,7 @@ test('down --volumes: every volume of the project on disk goes, after its instan
 // running project and the plan must do what the row says. A field added to the table needs an
 // edit here, and an edit here needs its row.
 
-type Shop = { services: Record<string, Record<string, unknown>> };
+type Shop = { services: Record<string, Record<string, unknown>>; networks?: Record<string, unknown> };
 type Expect = 'recreate' | 'rebase' | 'restart' | 'record' | 'replicas' | 'removed';
 
 interface TableEdit {
@@ -578,6 +578,24 @@ const tableEdits: TableEdit[] = [
   { field: 'healthcheck', service: 'db', edit: (s) => (db(s).healthcheck = { test: 'true' }) },
   { field: 'stop_grace_period', service: 'web', edit: (s) => (web(s).stop_grace_period = '10s') },
   { field: 'depends_on', service: 'web', edit: (s) => (web(s).depends_on = []) },
+  {
+    field: 'networks',
+    row: 'joined',
+    service: 'web',
+    edit: (s) => {
+      s.networks = { admin: {} };
+      web(s).networks = ['default', 'admin'];
+    },
+  },
+  {
+    field: 'networks',
+    row: 'ipv4_address',
+    service: 'db',
+    edit: (s) => {
+      s.networks = { default: { ipam: { config: [{ subnet: '10.10.0.0/24' }] } } };
+      db(s).networks = { default: { ipv4_address: '10.10.0.200' } };
+    },
+  },
   { field: 'replicas', row: 'up', service: 'web', edit: (s) => (web(s).replicas = 3) },
   { field: 'replicas', row: 'down', service: 'web', edit: (s) => (web(s).replicas = 1) },
 ];
@@ -680,8 +698,10 @@ test("the README's change table is what the planner does, field by field", async
           disk ? 'a new disk' : 'the root disk is kept',
         );
       }
-      // Whatever the row, nothing of another service is touched beyond its hosts table.
-      for (const action of result.actions.filter((a) => a.service !== edit.service))
+      // Whatever the row, nothing of another service is touched beyond its hosts table (a
+      // network joined also has its switch started).
+      const others = result.actions.filter((a) => a.service !== edit.service && a.kind !== 'segment');
+      for (const action of others)
         assert.ok(
           ['seed write', 'instance update'].includes(`${action.kind} ${action.verb}`),
           JSON.stringify(action),
