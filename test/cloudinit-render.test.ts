@@ -66,6 +66,50 @@ test('meta-data names the instance; network-config matches both NICs by MAC', ()
   });
 });
 
+test('network-config: a NIC per network, static on a switch network, DHCP after the uplink on a bridge', () => {
+  const text = `
+name: nets
+services:
+  app:
+    image: ./base.qcow2
+    networks:
+      back: { ipv4_address: 10.20.0.10 }
+      lan:
+  peer:
+    image: ./base.qcow2
+    networks: [back]
+networks:
+  back:
+    ipam: { config: [{ subnet: 10.20.0.0/16 }] }
+  lan:
+    driver: bridge
+    driver_opts: { holos.bridge.name: br0 }
+`;
+  const project = resolveProject(loadText(text));
+  const app = project.instances.find((i) => i.name === 'app-0')!;
+  const [back, lan] = app.nics;
+  assert.deepEqual(read11(seedOf(text, 'app-0')['network-config']), {
+    version: 2,
+    ethernets: {
+      uplink: { match: { macaddress: app.userMac }, dhcp4: true },
+      'net-back': { match: { macaddress: back!.mac }, dhcp4: false, addresses: ['10.20.0.10/16'] },
+      'net-lan': {
+        match: { macaddress: lan!.mac },
+        dhcp4: true,
+        'dhcp4-overrides': { 'route-metric': 2048 },
+      },
+    },
+  });
+  // The bridge's address is the LAN's: no name of it in anyone's hosts table.
+  assert.deepEqual(project.instances.find((i) => i.name === 'peer-0')!.hosts, {
+    'app-0': '10.20.0.10',
+    app: '10.20.0.10',
+    'peer-0': '10.20.0.2',
+    peer: '10.20.0.2',
+  });
+  assert.equal(lan!.ip, undefined);
+});
+
 test('user-data: user with sudo and both keys, pinned host key, no password, user content in order', () => {
   const seed = seedOf(demo, 'db-0');
   assert.ok(seed['user-data'].startsWith('#cloud-config\n'));

@@ -63,7 +63,12 @@ export function formatDetails(d: InstanceDetails): string {
     ['health', d.health || '-'],
     ['pid', d.pid === null ? '-' : String(d.pid)],
     ['started', d.started_at ?? '-'],
-    ['ip', d.ip ?? '-'],
+    [
+      'networks',
+      Object.entries(d.networks)
+        .map(([network, ip]) => `${network} ${ip ?? '(DHCP)'}`)
+        .join('\n') || '-',
+    ],
     ['ssh', d.ssh_port === null ? '-' : `127.0.0.1:${d.ssh_port}`],
     [
       'ports',

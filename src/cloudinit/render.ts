@@ -269,7 +269,7 @@ export function renderNetworkConfig(instance: ResolvedInstance): string {
     nic.network === 'default' ? 'private' : `net-${nic.network}`,
     nic.ip
       ? { match: { macaddress: nic.mac }, dhcp4: false, addresses: [`${nic.ip}/${nic.prefix}`] }
-      : { match: { macaddress: nic.mac }, dhcp4: true, 'dhcp4-overrides': { 'route-metric': 200 } },
+      : { match: { macaddress: nic.mac }, dhcp4: true, 'dhcp4-overrides': { 'route-metric': 2048 } },
   ]);
   return yaml11({
     version: 2,

@@ -218,6 +218,7 @@ heldVmTest(
           /^state +running$/m,
           /^phase +booting$/m,
           /^cloud-init +its first boot has not finished$/m,
+          /^networks +default 10\.10\.0\.2$/m,
           new RegExp(`^disk +${dir}/disk\\.qcow2\\n +on ${base}$`, 'm'),
           /^qemu +\S*qemu-system-x86_64 .*-name db-0/m,
         ])

@@ -922,6 +922,25 @@ export interface NetnsMirror {
 const mirrorMain = join(repoRoot, 'test', 'support', 'mirror-main.ts');
 
 /**
+ * A long-lived helper (a DHCP server, say) inside the namespace: killed when the test ends or
+ * the test process is interrupted. Its output is collected for a failure message.
+ */
+export function startHelperIn(t: TestContext, ns: Netns, argv: readonly string[]): { output: () => string } {
+  const [command, ...args] = ns.wrap(argv);
+  const child = spawn(command!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  helpers.add(child);
+  installSignalHandlers();
+  let output = '';
+  for (const stream of [child.stdout, child.stderr])
+    stream.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.on('close', () => helpers.delete(child));
+  t.after(() => {
+    child.kill('SIGKILL');
+  });
+  return { output: () => output };
+}
+
+/**
  * A mirror for HOLOS_IMAGE_MIRROR listening on 127.0.0.1 inside the namespace, where the holos
  * under test runs: a child process driven over its stdin and stdout. It is killed when the test
  * ends, when the test process is interrupted, and it exits by itself when its stdin closes.

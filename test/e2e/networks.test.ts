@@ -95,10 +95,9 @@ e2eTest(
         assert.notEqual((await inGuest(project, instance, script)).code, 0, `${instance}: ${why}`);
       const ps = async (project: TempProject) =>
         new Map(
-          (JSON.parse(await holos(project, 'ps', '--format', 'json')) as InstanceStatus[]).map((r) => [
-            r.instance,
-            r,
-          ]),
+          (
+            JSON.parse(await holos(project, 'ps', '--format', 'json')) as { instances: InstanceStatus[] }
+          ).instances.map((r) => [r.instance, r]),
         );
       const resolves = (project: TempProject, instance: string, name: string) =>
         ok(project, instance, `getent hosts ${name} | cut -d' ' -f1`);
