@@ -135,7 +135,12 @@ function hostRunning(applied: Desired, wanted: Desired = applied): Observed {
     overlay: perInstance(wanted, (d) => {
       const old = made(d)?.overlay;
       return old
-        ? { exists: true, backingFile: old.base.path, backingFormat: old.base.format, virtualSize: 2 ** 30 }
+        ? {
+            exists: true,
+            backingFile: old.base.path,
+            backingFormat: old.base.format,
+            virtualSize: old.size ?? 2 ** 30,
+          }
         : { exists: false };
     }),
     // The seed file is named by its content hash: it exists only if the content is the same.
@@ -514,7 +519,7 @@ test('down --volumes: every volume of the project on disk goes, after its instan
 // edit here, and an edit here needs its row.
 
 type Shop = { services: Record<string, Record<string, unknown>>; networks?: Record<string, unknown> };
-type Expect = 'recreate' | 'rebase' | 'restart' | 'record' | 'replicas' | 'removed';
+type Expect = 'recreate' | 'rebase' | 'resize' | 'restart' | 'record' | 'replicas' | 'removed';
 
 interface TableEdit {
   /** The field as the table names it (a backticked name in the first cell, outside parentheses). */
@@ -618,13 +623,15 @@ function changeTable(): { fields: string[]; what: string; expect: Expect }[] {
       ? 'recreate'
       : second.startsWith('restart on the same root disk, pointed')
         ? 'rebase'
-        : second.startsWith('restart')
-          ? 'restart'
-          : second.startsWith('recorded only')
-            ? 'record'
-            : second.startsWith('the new instances are created')
-              ? 'replicas'
-              : 'removed';
+        : second.startsWith('restart on the same root disk, grown')
+          ? 'resize'
+          : second.startsWith('restart')
+            ? 'restart'
+            : second.startsWith('recorded only')
+              ? 'record'
+              : second.startsWith('the new instances are created')
+                ? 'replicas'
+                : 'removed';
     return { fields: fields.length > 0 ? fields : [first], what: first, expect };
   });
 }
@@ -683,6 +690,7 @@ test("the README's change table is what the planner does, field by field", async
         const [vm, disk] = {
           recreate: ['recreate', 'recreate'],
           rebase: ['restart', 'rebase'],
+          resize: ['restart', 'resize'],
           restart: ['restart', undefined],
           record: ['record', undefined],
           removed: [undefined, undefined],
@@ -975,4 +983,39 @@ networks:
   // web gets a NIC on admin: a new seed (its network config), so a new disk.
   assert.ok(summary.includes('instance recreate web-0 (changed)'), summary.join('\n'));
   assert.ok(!summary.some((s) => / (db-0|api-0) /.test(s)), summary.join('\n'));
+});
+
+test('a volume or a root disk grows (online, or during a restart); one that would shrink is refused', () => {
+  const desired = composeFile(shop);
+  const before = desired();
+  const grown = desired(shop.replace('data: { size: 1G }', 'data: { size: 2G }'), before);
+  assert.deepEqual(lines(plan(grown, hostRunning(before, grown), up(grown))), [
+    'volume resize data: grows from 1G to 2G',
+  ]);
+  const shrunk = desired(shop.replace('data: { size: 1G }', 'data: { size: 512M }'), before);
+  assert.throws(
+    () => plan(shrunk, hostRunning(before, shrunk), up(shrunk)),
+    (error: Error) =>
+      error.name === 'UserError' &&
+      error.message ===
+        'volumes.data.size is 512M, smaller than the volume (1G); a volume never shrinks (it would lose data): set 1G or more',
+  );
+  // Down is no use of the volume: nothing is refused.
+  const down = { services: { db: 'absent', web: 'absent' }, strays: 'absent' } as const;
+  assert.doesNotThrow(() => plan(shrunk, hostRunning(before, shrunk), down));
+
+  const big = shop.replace('vm: { memory_mb: 512 }', 'vm: { memory_mb: 512, disk_size: 4G }');
+  const disk4 = desired(big, before);
+  const disk8 = desired(big.replace('disk_size: 4G', 'disk_size: 8G'), disk4);
+  assert.deepEqual(lines(plan(disk8, hostRunning(disk4, disk8), up(disk8))), [
+    'overlay resize web-0: grows from 4G to 8G',
+    'instance restart web-0: vm.disk_size grows: the root disk is resized while the VM is down',
+    'overlay resize web-1: grows from 4G to 8G',
+    'instance restart web-1: vm.disk_size grows: the root disk is resized while the VM is down',
+  ]);
+  const disk2 = desired(big.replace('disk_size: 4G', 'disk_size: 2G'), disk4);
+  assert.throws(
+    () => plan(disk2, hostRunning(disk4, disk2), up(disk2)),
+    /^UserError: web-0: vm.disk_size 2G is smaller than its root disk \(4G\); a disk never shrinks \(it would lose data\): set 4G or more$/,
+  );
 });

@@ -197,8 +197,14 @@ export function mountCommand(mount: ResolvedMount): string {
       );
   }
   steps.push(`mkdir -p ${target}`, `{ mountpoint -q ${target} || mount ${target}; }`);
+  // A volume grown while no VM had it: its filesystem takes the room now.
+  if (mount.type === 'volume' && !mount.readOnly)
+    steps.push(`{ ${growFilesystem(mount)} >/dev/null 2>&1 || true; }`);
   return steps.join(' && ');
 }
+
+/** Grows a mounted volume's ext4 to the size of its device, online. */
+export const growFilesystem = (mount: ResolvedMount) => `resize2fs ${volumeDevice(mount)}`;
 
 /** The line holos's seed writes to the serial port when the guest's first boot is over (boot.ts). */
 export const firstBootMarker = 'holos: first boot finished';

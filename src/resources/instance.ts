@@ -29,7 +29,8 @@ import { sshTargetOf, writeApplied, type AppliedRecord, type FirstBoot } from '.
 import { serviceImage } from './image.js';
 import { hostKeyName, projectKeySpec, read as readKeypair } from './keypair.js';
 import { startsVm, type Action, type Change, type ExecContext, type ExecInput, type Kind } from './kind.js';
-import { drift } from './overlay.js';
+import { drift, sizeChange } from './overlay.js';
+import { formatSize } from '../compose/units.js';
 import { hostsDigest, seedFileOf, seedIdentity, write as writeSeed } from './seed.js';
 import { hostsSync } from '../cloudinit/render.js';
 import { shellQuote } from '../util/shell.js';
@@ -98,7 +99,8 @@ export const classOfField: Record<keyof InstanceSpec, ChangeClass> = {
   service: 'recreate',
   index: 'recreate',
   image: 'recreate',
-  disk_size: 'recreate',
+  // The overlay judges it: a bigger disk is resized during a restart (overlay.ts: sizeChange).
+  disk_size: 'record',
   user: 'recreate',
   seed: 'recreate',
   networks: 'restart',
@@ -322,6 +324,13 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
         },
       );
     if (cls === 'recreate') return act('recreate', 'changed', because, changed);
+    const size = sizeChange(ctx.spec('overlay', name)!, ctx.observed('overlay', name) ?? { exists: false });
+    if (size === 'shrink')
+      throw new UserError(
+        `${name}: vm.disk_size ${formatSize(spec.disk_size!)} is smaller than its root disk (${formatSize(ctx.observed('overlay', name)!.virtualSize!)}); a disk never shrinks (it would lose data): set ${formatSize(ctx.observed('overlay', name)!.virtualSize!)} or more`,
+      );
+    const grow =
+      size === 'grow' ? 'vm.disk_size grows: the root disk is resized while the VM is down' : undefined;
     // Killed or stopped while cloud-init was writing its state: booted again, that disk can come
     // up without a user or sshd. Nothing of the user's is on a disk whose first boot never ended.
     if ((!live || deadGuest.has(observed.status ?? '')) && observed.boot?.interrupted)
@@ -336,6 +345,7 @@ export const instance: Kind<'instance', InstanceSpec, InstanceObserved> = {
         ? act('restart', 'upgraded', movedToSwitch, changed)
         : act('restart', 'changed', because, changed);
     if (rebase) return act('restart', 'moved', rebase.reason, { patch });
+    if (grow) return act('restart', 'changed', grow, changed);
     if (deadGuest.has(observed.status ?? ''))
       return act('restart', 'drift', `guest status is ${observed.status}`, { patch });
     if (observed.status === 'paused') return act('resume', 'drift', 'paused', { patch });
@@ -390,26 +400,38 @@ const resolvedOf = (project: ResolvedProject, name: string) =>
 
 /** Rewrites /etc/hosts in a running guest over SSH, once sshd answers, and records the table it has. */
 async function pushHosts(ctx: ExecContext, name: string, applied: AppliedRecord): Promise<void> {
+  const resolved = resolvedOf(ctx.project, name);
+  await asRootInGuest(ctx, applied, hostsSync(resolved), 'rewrite /etc/hosts');
+  await writeRecord(ctx.layout.instance(name), { ...applied, hosts: hostsDigest(resolved.hosts) });
+}
+
+/**
+ * Runs a shell line as root in a running guest over SSH, once its sshd answers (up to 3
+ * minutes: it may still be booting); `what` says what it is for, in the wait and the error.
+ */
+export async function asRootInGuest(
+  ctx: ExecContext,
+  applied: AppliedRecord,
+  script: string,
+  what: string,
+): Promise<void> {
   const key = await readKeypair(projectKeySpec(ctx.layout));
   if (!key) throw new Error('its project key is missing');
-  const resolved = resolvedOf(ctx.project, name);
-  // ssh2 loads only for this: a plan without an update never needs it.
+  // ssh2 loads only for this: a plan without a step in a guest never needs it.
   const [{ connectWhenReady }, { execCollect }] = await Promise.all([
     import('../ssh/session.js'),
     import('../ssh/exec.js'),
   ]);
   const client = await connectWhenReady(sshTargetOf(applied, key.privateKey), {
     waitMs: 180_000,
-    onWait: () => ctx.step('waiting for sshd to rewrite /etc/hosts'),
+    onWait: () => ctx.step(`waiting for sshd to ${what}`),
   });
   try {
-    const result = await execCollect(client, `sudo sh -c ${shellQuote(hostsSync(resolved))}`, 30_000);
-    if (result.code !== 0)
-      throw new Error(`rewriting /etc/hosts failed (exit ${result.code}): ${result.stderr.trim()}`);
+    const result = await execCollect(client, `sudo sh -c ${shellQuote(script)}`, 60_000);
+    if (result.code !== 0) throw new Error(`${what} failed (exit ${result.code}): ${result.stderr.trim()}`);
   } finally {
     client.end();
   }
-  await writeRecord(ctx.layout.instance(name), { ...applied, hosts: hostsDigest(resolved.hosts) });
 }
 
 /** What a VM needs before it starts: its keys, its networks' switches, base image, volumes, disk and seed. */
@@ -590,9 +612,12 @@ async function recordStart(
 ): Promise<AppliedRecord> {
   const { layout, spec } = input;
   const { pid, sshPort, hostPorts, bootOffset } = started;
-  const firstBoot: FirstBoot | undefined = input.newDisk
-    ? { state: 'pending', serial_offset: bootOffset }
-    : await firstBootNow(layout, input.previous);
+  // A disk that never ran (no record, an empty serial log: its first start failed, say, on a
+  // taken port) is still before its first boot.
+  const firstBoot: FirstBoot | undefined =
+    input.newDisk || (!input.previous && bootOffset === 0)
+      ? { state: 'pending', serial_offset: bootOffset }
+      : await firstBootNow(layout, input.previous);
   const record: AppliedRecord = {
     schema_version: 2,
     spec: normalise(spec),

@@ -25,6 +25,7 @@ export type Verb =
   | 'create'
   | 'recreate'
   | 'rebase'
+  | 'resize'
   | 'write'
   | 'start'
   | 'restart'

@@ -4,8 +4,9 @@ import { readImageRecord } from '../images/store.js';
 import { readQcow2Header } from '../observe/qcow2.js';
 import { identifyFile, type FileIdentity } from '../util/digest.js';
 import { isMissing, readJson, writeAtomically } from '../util/fs.js';
+import { formatSize } from '../compose/units.js';
 import { serviceImage, type ImageSpec } from './image.js';
-import type { Change, DesiredInput, Kind } from './kind.js';
+import { startsVm, type Change, type DesiredInput, type Kind } from './kind.js';
 
 // The root disk of an instance: a qcow2 overlay on the base image, so the base is shared and
 // never written. Its backing chain is read from the header on every observe. Beside it,
@@ -113,6 +114,23 @@ export function drift(spec: OverlaySpec, observed: OverlayObserved): Change | un
   return undefined;
 }
 
+/**
+ * How the disk's size stands against `vm.disk_size`: it grows (a resize while the VM is down;
+ * the guest's growpart takes it at boot), or it would shrink, which loses data and is refused.
+ * Without a disk_size the disk keeps the size it has.
+ */
+export function sizeChange(spec: OverlaySpec, observed: OverlayObserved): 'grow' | 'shrink' | undefined {
+  if (spec.size === undefined || observed.virtualSize === undefined || spec.size === observed.virtualSize)
+    return undefined;
+  return spec.size > observed.virtualSize ? 'grow' : 'shrink';
+}
+
+/** Grows the disk to its spec's size (qemu-img refuses to shrink without --shrink, which holos never passes). */
+export async function resize(spec: OverlaySpec, qemuImg: string): Promise<void> {
+  const { execa } = await import('execa');
+  await execa(qemuImg, ['resize', '-q', spec.path, String(spec.size)]);
+}
+
 /** Makes a fresh overlay, replacing any old one: the instance's root disk starts over. */
 export async function create(spec: OverlaySpec, qemuImg: string, stateDir: string): Promise<void> {
   await mkdir(dirname(spec.path), { recursive: true, mode: 0o700 });
@@ -208,12 +226,26 @@ export const overlay: Kind<'overlay', OverlaySpec, OverlayObserved> = {
           needs: [`image:${spec.base.name}`],
         },
       ];
-    return own ? [own] : [];
+    if (own) return [own];
+    if (verb && startsVm.has(verb) && sizeChange(spec, observed) === 'grow')
+      return [
+        {
+          kind: 'overlay',
+          name,
+          instance: name,
+          service: spec.service,
+          verb: 'resize',
+          cause: 'changed',
+          reason: `grows from ${formatSize(observed.virtualSize!)} to ${formatSize(spec.size!)}`,
+        },
+      ];
+    return [];
   },
 
   execute: {
     create: ({ spec }, ctx) => create(spec!, ctx.qemu.img, ctx.layout.stateDir),
     recreate: ({ spec }, ctx) => create(spec!, ctx.qemu.img, ctx.layout.stateDir),
     rebase: ({ spec }, ctx) => rebase(spec!, ctx.qemu.img, ctx.layout.stateDir),
+    resize: ({ spec }, ctx) => resize(spec!, ctx.qemu.img),
   },
 };

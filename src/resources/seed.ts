@@ -96,9 +96,10 @@ export function seedIdentity(service: ResolvedService, instance: ResolvedInstanc
 /**
  * Bump when render.ts writes other bytes from the same inputs (a new cloud-init key, another
  * quoting): every seed's name changes with it, and each is written again when its instance next
- * starts. 2: runcmd reports the end of the first boot (render.ts: firstBootReport).
+ * starts. 2: runcmd reports the end of the first boot (render.ts: firstBootReport). 3: a
+ * writable volume's filesystem grows to its device when mounted (render.ts: mountCommand).
  */
-const seedFormat = 2;
+const seedFormat = 3;
 
 /** Hashes of hosts tables, each computed once: instances on the same networks share one table. */
 const hostsDigests = new WeakMap<Record<string, string>, string>();

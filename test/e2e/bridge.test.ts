@@ -7,7 +7,7 @@
 //
 // 1. The bridge is missing: `up` says so in one line, before QEMU starts.
 // 2. The ACL is missing (the host's /etc): `up` names /etc/qemu/bridge.conf and the line to add.
-// 3. With both: the guest boots, gets an address on the LAN, is reached from the LAN by ping,
+// 3. With both: the guest boots, gets an address on the LAN, is reached from the LAN by it,
 //    and still has its user-mode NIC first for the way out (SSH, the forwards).
 //
 // One boot under TCG. Figures are diagnostics, never assertions.
@@ -152,14 +152,23 @@ e2eTest(
           '--',
           'sh',
           '-c',
-          `ip -4 -o addr show | grep -o '192\\.168\\.77\\.[0-9]*' || true`,
+          `ip -4 -o addr show | grep -o 'inet 192\\.168\\.77\\.[0-9]*' | cut -d' ' -f2`,
         );
         address = r.stdout.trim();
         if (!address) await sleep(2_000);
       }
       assert.ok(address, `no LAN address in the guest; dnsmasq said:\n${dhcp.output()}`);
       t.diagnostic(`LAN address: ${address}`);
-      await runOk('ip', ['netns', 'exec', ns.name, 'ping', '-c', '1', '-W', '5', address]);
+      // From the LAN to the guest by its LAN address: its sshd answers.
+      const banner = await runOk('ip', [
+        'netns',
+        'exec',
+        ns.name,
+        process.execPath,
+        '-e',
+        `const s = require('net').connect(22, ${JSON.stringify(address)}); s.setTimeout(10000, () => process.exit(1)); s.once('data', (d) => { console.log(String(d).trim()); process.exit(0); }); s.on('error', () => process.exit(1));`,
+      ]);
+      assert.match(banner.stdout, /^SSH-2\.0-OpenSSH/, 'the guest answers on its LAN address');
       const routes = await holos('exec', 'box', '--', 'ip', 'route', 'show', 'default');
       assert.match(
         routes.stdout.split('\n')[0] ?? '',
@@ -167,13 +176,16 @@ e2eTest(
         `the user-mode NIC stays the way out:\n${routes.stdout}`,
       );
       const ps = JSON.parse((await holos('ps', '--format', 'json')).stdout) as {
-        instances: { networks: Record<string, string | null> }[];
+        instances: { networks: Record<string, string | null>; phase: string; cloud_init: unknown }[];
       };
       assert.deepEqual(
         ps.instances[0]!.networks,
         { lan: null },
         "the LAN's DHCP gives the address, not holos",
       );
+      // Its first two starts failed after its disk was made: its first boot is still tracked.
+      assert.equal(ps.instances[0]!.phase, 'ready');
+      assert.notEqual(ps.instances[0]!.cloud_init, null, "up --wait waited for cloud-init's verdict");
 
       const down = await holos('down');
       assert.equal(down.code, 0, down.stderr);

@@ -10,9 +10,8 @@
 // to boot first (systemd-logind handles it); others are stopped mid-boot and may fall back to
 // SIGTERM, which costs web's 20s grace rather than a wait for a boot.
 //
-// Everything runs inside a network namespace made for the test (the private segment is a
-// multicast socket on 127.0.0.1). Figures (boot times, stop times) are diagnostics, never
-// assertions.
+// Everything runs inside a network namespace made for the test (the forwarded ports are on its
+// 127.0.0.1). Figures (boot times, stop times) are diagnostics, never assertions.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
