@@ -4,6 +4,9 @@
 // 1. Its runcmd holds a TAB in a one-line command. PyYAML used to refuse the whole user-data
 //    (a tab in a plain scalar), and the guest came up with no user and no key; now the command
 //    runs, and `holos exec` gets in at all only because cloud-init read the user-data.
+// 1b. Issue #18: the named volume grows 64M → 128M online (the guest's df shows it at once, its
+//    data kept, no restart); the root disk grows 2G → 3G during a restart (same file, the
+//    guest's growpart takes the room); smaller sizes of either are refused in one line.
 // 2. A bind mount added and the named volume made read-only, on the running VM: a restart,
 //    not a recreate. The root disk is the same file (inode) and a file written in it is still
 //    there; the guest mounts what it now has.
@@ -11,7 +14,7 @@
 //    onto the base image's new path and kept, the bind mount follows.
 // 4. `down -v` removes the volume.
 //
-// Three boots under TCG, a minute or so each. Figures are diagnostics, never assertions.
+// Four boots under TCG, a minute or so each. Figures are diagnostics, never assertions.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -29,20 +32,21 @@ import {
   withNetns,
 } from './harness.js';
 
-const composeText = (volumes: string[]) =>
+const composeText = (volumes: string[], { volumeSize = '64M', diskSize = '' } = {}) =>
   [
     'name: edits',
     'services:',
     '  app:',
     '    image: ./base.qcow2',
     '    stop_grace_period: 30s',
+    ...(diskSize ? [`    vm: { disk_size: ${diskSize} }`] : []),
     `    volumes: ${JSON.stringify(volumes)}`,
     '    cloud_init:',
     '      runcmd:',
     // A TAB (the YAML escape \t, so a real tab character) inside a one-line command.
     `        - "printf '%s\\\\n' 'a\\tb' > /root/tab.txt"`,
     'volumes:',
-    '  data: { size: 64M }',
+    `  data: { size: ${volumeSize} }`,
     '',
   ].join('\n');
 
@@ -108,9 +112,66 @@ e2eTest(
       );
       t.diagnostic(`first boot to cloud-init done: ${((Date.now() - started) / 1000).toFixed(0)}s`);
       const inode = statSync(disk).ino;
+      const grown = { volumeSize: '128M', diskSize: '3G' };
+
+      // 1b. Issue #18: the volume grows online, in the running guest, its data kept; then the
+      // root disk grows during a restart (never a new disk); smaller sizes are refused.
+      const pidOf = async () => (await holosOk('ps', '--format', 'json')).stdout.match(/"pid":(\d+)/)?.[1];
+      const pid = await pidOf();
+      const sizeMiB = async (path: string) => Number(await guest(`df -B1M --output=size ${path} | tail -1`));
+      const volumeBefore = await sizeMiB('/data');
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '128M' }));
+      const grow = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
+      assert.deepEqual(
+        grow.actions.map((a) => `${a.kind} ${a.verb}`),
+        ['volume resize'],
+        'a bigger volume is a resize, no VM action',
+      );
+      await holosOk('up');
+      const volumeAfter = await sizeMiB('/data');
+      t.diagnostic(`volume: ${volumeBefore} MiB → ${volumeAfter} MiB, online`);
+      assert.ok(
+        volumeAfter > volumeBefore + 50,
+        `the filesystem grew online: ${volumeBefore} → ${volumeAfter} MiB`,
+      );
+      assert.equal(await guest('cat /data/marker'), 'on-volume\n', 'its data is kept');
+      assert.equal(await pidOf(), pid, 'the VM was not restarted');
+
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '32M' }));
+      const shrink = await holos('up');
+      assert.notEqual(shrink.code, 0);
+      assert.equal(
+        shrink.stderr,
+        'holos: volumes.data.size is 32M, smaller than the volume (128M); a volume never shrinks (it would lose data): set 128M or more\n',
+      );
+
+      const rootBefore = await sizeMiB('/');
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '128M', diskSize: '3G' }));
+      const bigger = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
+      assert.deepEqual(
+        bigger.actions.map((a) => `${a.kind} ${a.verb}`),
+        ['overlay resize', 'instance restart'],
+        'a bigger root disk is resized during a restart, not made anew',
+      );
+      started = Date.now();
+      await holosOk('up');
+      assert.equal(statSync(disk).ino, inode, 'the same root disk');
+      assert.equal(await guest('cat /root/marker'), 'kept\n', 'a file in the root disk survived');
+      const rootAfter = await sizeMiB('/');
+      t.diagnostic(
+        `root: ${rootBefore} MiB → ${rootAfter} MiB, restart to a login ${((Date.now() - started) / 1000).toFixed(0)}s`,
+      );
+      assert.ok(rootAfter > rootBefore + 500, `growpart took the room: ${rootBefore} → ${rootAfter} MiB`);
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '128M', diskSize: '1G' }));
+      const smaller = await holos('plan');
+      assert.notEqual(smaller.code, 0);
+      assert.match(
+        smaller.stderr,
+        /^holos: app-0: vm\.disk_size 1G is smaller than its root disk \(3G\); a disk never shrinks/,
+      );
 
       // 2. Mounts edited on the running VM.
-      await proj.write('holos.yaml', composeText(['data:/data:ro', './share:/share:ro']));
+      await proj.write('holos.yaml', composeText(['data:/data:ro', './share:/share:ro'], grown));
       const planned = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
       assert.deepEqual(
         planned.actions.map((a) => `${a.kind} ${a.verb}`),
