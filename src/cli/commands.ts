@@ -11,6 +11,7 @@ const lifecycle = () => import('./lifecycle.js');
 const access = () => import('./access.js');
 const watching = () => import('./watch.js');
 const imaging = () => import('./images.js');
+const snapshotting = () => import('./snapshot.js');
 
 const mutating = (command: Command) =>
   command
@@ -224,4 +225,67 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
       "print an OpenSSH Host block per instance (for ~/.ssh/config: ssh web-0, scp, editors' remote-SSH); writes the known_hosts file it names",
     )
     .action(async () => (await access()).sshConfig(globals()));
+
+  // Snapshots: every disk an instance writes, at one moment (with its RAM when it runs).
+  const snapshots = program
+    .command('snapshot')
+    .description(
+      'snapshots of an instance, of a service, or of the whole stack at one moment (--all): save, ls, restore, rm',
+    );
+  const target = ['[target]', 'an instance (web-0) or a service (all its instances)'] as const;
+  snapshots
+    .command('save')
+    .description("take a snapshot: a running VM's disks and RAM, a stopped one's disks")
+    .argument(...target)
+    .argument('[name]', 'the snapshot (default: snap-<UTC time>)')
+    .option('--all', 'every instance of the project, at one moment')
+    .action(async (t: string | undefined, name: string | undefined, options: { all?: boolean }) =>
+      (await snapshotting()).snapshot(
+        globals(),
+        'save',
+        options.all ? undefined : t,
+        options.all ? (name ?? t) : name,
+        options,
+      ),
+    );
+  snapshots
+    .command('ls')
+    .description('list the snapshots (of every instance without a target)')
+    .argument(...target)
+    .option('--format <format>', 'table or json', 'table')
+    .action(async (t: string | undefined, options: { format: string }) =>
+      (await snapshotting()).snapshot(globals(), 'ls', t, undefined, options),
+    );
+  snapshots
+    .command('restore')
+    .description('bring instances back to a snapshot; what they got since is lost (asks, or --yes)')
+    .argument(...target)
+    .argument('[name]', 'the snapshot')
+    .option('--all', 'every instance of the project, at one moment')
+    .option('-y, --yes', 'do not ask')
+    .action(
+      async (t: string | undefined, name: string | undefined, options: { all?: boolean; yes?: boolean }) =>
+        (await snapshotting()).snapshot(
+          globals(),
+          'restore',
+          options.all ? undefined : t,
+          options.all ? (name ?? t) : name,
+          options,
+        ),
+    );
+  snapshots
+    .command('rm')
+    .description('remove a snapshot from the disks of the instances')
+    .argument(...target)
+    .argument('[name]', 'the snapshot')
+    .option('--all', 'every instance of the project')
+    .action(async (t: string | undefined, name: string | undefined, options: { all?: boolean }) =>
+      (await snapshotting()).snapshot(
+        globals(),
+        'rm',
+        options.all ? undefined : t,
+        options.all ? (name ?? t) : name,
+        options,
+      ),
+    );
 }
