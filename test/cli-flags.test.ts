@@ -76,3 +76,39 @@ test('exec -u -w -t and logs -n -t are taken by the verb (the error is about the
   assert.match(logs.stderr, /nope/);
   assert.doesNotMatch(`${exec.stderr}${logs.stderr}`, /unknown option|internal error/);
 });
+
+test('snapshot: a target or --all, a name to restore or remove, names that are names; nothing is changed', async () => {
+  const cases: [string[], string][] = [
+    [
+      ['snapshot', 'save'],
+      'holos: holos snapshot save: name an instance or a service, or give --all for the whole stack\n',
+    ],
+    [
+      ['snapshot', 'restore', 'db'],
+      'holos: holos snapshot restore: name the snapshot; holos snapshot ls lists them\n',
+    ],
+    [
+      ['snapshot', 'rm', '--all'],
+      'holos: holos snapshot rm: name the snapshot; holos snapshot ls lists them\n',
+    ],
+    [
+      ['snapshot', 'save', 'db', 'a b'],
+      'holos: snapshot name "a b": use letters, digits, ".", "_" and "-", at most 64\n',
+    ],
+    [['snapshot', 'ls', '--format', 'yaml'], 'holos: --format yaml: use table or json\n'],
+    [['snapshot', 'save', 'db', 'one'], 'holos: db has not been created yet; holos up creates it\n'],
+    [
+      ['snapshot', 'save', 'nope'],
+      'holos: no instance or service nope in project flags; holos ps lists them\n',
+    ],
+  ];
+  for (const [args, stderr] of cases) {
+    const r = await holos(args, dir);
+    assert.deepEqual([r.code, r.stderr], [1, stderr], args.join(' '));
+  }
+  const ls = await holos(['snapshot', 'ls'], dir);
+  assert.deepEqual(
+    [ls.code, ls.stdout],
+    [0, 'no snapshots in project flags; holos snapshot save <instance|service> [name] takes one\n'],
+  );
+});

@@ -12,6 +12,7 @@ const access = () => import('./access.js');
 const watching = () => import('./watch.js');
 const imaging = () => import('./images.js');
 const snapshotting = () => import('./snapshot.js');
+const volumes = () => import('./volumes.js');
 
 const mutating = (command: Command) =>
   command
@@ -225,6 +226,53 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
       "print an OpenSSH Host block per instance (for ~/.ssh/config: ssh web-0, scp, editors' remote-SSH); writes the known_hosts file it names",
     )
     .action(async () => (await access()).sshConfig(globals()));
+
+  program
+    .command('export')
+    .description(
+      "write an instance's root disk, flattened, as a standalone qcow2 image (usable as image: elsewhere)",
+    )
+    .argument('<instance>', 'an instance (web-0), or a service for its replica 0')
+    .argument('<file>', 'the qcow2 to write (never overwritten)')
+    .option('--snapshot <name>', 'the disk as it was at this snapshot (else as it is now: stop the VM first)')
+    .action(async (name: string, file: string, options: { snapshot?: string }) =>
+      (await snapshotting()).exportDisk(globals(), name, file, options),
+    );
+
+  // Named volumes, for people: what they hold and who uses them; rm refuses one in use.
+  const volumeVerbs = program
+    .command('volumes')
+    .description('the named volumes: ls (the default), inspect, rm, export, import');
+  volumeVerbs
+    .command('ls', { isDefault: true })
+    .description(
+      "the project's volumes (every project's with --all): size, use on disk, instances, snapshots",
+    )
+    .option('-a, --all', 'every project in the state dir')
+    .option('--format <format>', 'table or json', 'table')
+    .action(async (options: { all?: boolean; format: string }) => (await volumes()).list(globals(), options));
+  volumeVerbs
+    .command('inspect')
+    .description('one volume in full, as JSON')
+    .argument('<volume>', 'the volume')
+    .action(async (name: string) => (await volumes()).inspectVolume(globals(), name));
+  volumeVerbs
+    .command('rm')
+    .description('remove volumes; refused for one an instance uses (names it)')
+    .argument('<volume...>', 'the volumes')
+    .action(async (names: string[]) => (await volumes()).remove(globals(), names));
+  volumeVerbs
+    .command('export')
+    .description('write a standalone qcow2 copy of a volume (not while a VM writes it)')
+    .argument('<volume>', 'the volume')
+    .argument('<file>', 'the qcow2 to write (never overwritten)')
+    .action(async (name: string, file: string) => (await volumes()).exportVolume(globals(), name, file));
+  volumeVerbs
+    .command('import')
+    .description('make a disk file (qcow2 or raw) a new named volume of the project, as a copy')
+    .argument('<file>', 'the disk file')
+    .argument('<volume>', 'the new volume')
+    .action(async (file: string, name: string) => (await volumes()).importVolume(globals(), file, name));
 
   // Snapshots: every disk an instance writes, at one moment (with its RAM when it runs).
   const snapshots = program

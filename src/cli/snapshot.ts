@@ -1,3 +1,5 @@
+import { rename, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { qemuBinaries } from '../qemu/binaries.js';
 import {
@@ -24,6 +26,7 @@ import {
 import { UserError } from '../errors.js';
 import { acquireLock } from '../state/lock.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
+import { table } from './output.js';
 
 // `holos snapshot save|ls|restore|rm`: snapshots of an instance, of a service's instances or of
 // the whole stack (--all), taken at one moment: every live VM of the selection is paused before
@@ -56,8 +59,11 @@ function select(project: AccessProject, instances: InstanceInfo[], target: strin
   const exact = instances.filter((i) => i.name === target);
   const chosen = exact.length > 0 ? exact : instances.filter((i) => i.service === target);
   if (chosen.length > 0) return chosen;
+  const declared = project.services.includes(target) || project.declared.includes(target);
   throw new UserError(
-    `no instance or service ${target} with a disk in project ${project.name}; holos ps lists them`,
+    declared
+      ? `${target} has not been created yet; holos up creates it`
+      : `no instance or service ${target} in project ${project.name}; holos ps lists them`,
   );
 }
 
@@ -214,6 +220,63 @@ async function remove(project: AccessProject, img: string, members: Member[], na
   }
 }
 
+/**
+ * `holos export <instance> <file.qcow2> [--snapshot name]`: the instance's root disk flattened
+ * (its base image folded in) into one standalone qcow2, usable as `image:` anywhere: as it is
+ * now (the VM stopped: a running one's disk changes under the copy), or as it was at a snapshot
+ * (read as it stands in the disk, the VM may run).
+ */
+export async function exportDisk(
+  globals: GlobalOptions,
+  target: string,
+  file: string,
+  options: { snapshot?: string },
+): Promise<void> {
+  const project = await openAccessProject(stateDirOf(globals), {
+    cwd: process.cwd(),
+    file: globals.file,
+    projectName: globals.projectName,
+  });
+  const { img } = qemuBinaries();
+  const out = resolve(file);
+  if (
+    await stat(out).then(
+      () => true,
+      () => false,
+    )
+  )
+    throw new UserError(`${out} exists; holos never overwrites a file: name another`);
+  const lock = await acquireLock(project.layout.lock, project.name, {});
+  try {
+    const instances = await listInstances(project.layout);
+    const info =
+      instances.find((i) => i.name === target) ??
+      instances.find((i) => i.service === target && i.index === 0);
+    if (!info?.applied)
+      throw new UserError(
+        `no instance ${target} with a root disk in project ${project.name}; holos ps lists them`,
+      );
+    const [root] = disksOf(project.layout, info);
+    if (options.snapshot !== undefined) await findSnapshot(img, options.snapshot, info.name, [root!]);
+    else if (info.pid !== undefined)
+      throw new UserError(
+        `${info.name} is running, so its disk changes under the copy: stop it (holos stop ${info.service}), or export a snapshot (holos snapshot save ${info.name} first, then --snapshot)`,
+      );
+    const started = Date.now();
+    const from = options.snapshot === undefined ? [] : ['-U', '-l', `snapshot.name=${options.snapshot}`];
+    const partial = `${out}.partial`;
+    const { execa } = await import('execa');
+    await execa(img, ['convert', '-q', ...from, '-O', 'qcow2', root!.path, partial]);
+    await rename(partial, out);
+    console.error(
+      `${info.name}: root disk${options.snapshot ? ` at ${options.snapshot}` : ''} exported in ${seconds(Date.now() - started)}`,
+    );
+    console.log(out);
+  } finally {
+    await lock.release();
+  }
+}
+
 async function list(
   project: AccessProject,
   img: string,
@@ -246,22 +309,16 @@ async function list(
     );
     return;
   }
-  const table = [
-    ['INSTANCE', 'SNAPSHOT', 'TAKEN', 'RAM', 'DISKS'],
-    ...rows.map((r) => [
-      r.instance,
-      r.name,
-      r.date.replace('T', ' ').slice(0, 19),
-      r.ram ? 'yes' : 'no',
-      r.disks.join(', '),
+  console.log(
+    table([
+      ['INSTANCE', 'SNAPSHOT', 'TAKEN', 'RAM', 'DISKS'],
+      ...rows.map((r) => [
+        r.instance,
+        r.name,
+        r.date.replace('T', ' ').slice(0, 19),
+        r.ram ? 'yes' : 'no',
+        r.disks.join(', '),
+      ]),
     ]),
-  ];
-  const widths = table[0]!.map((_, c) => Math.max(...table.map((row) => row[c]!.length)));
-  for (const row of table)
-    console.log(
-      row
-        .map((cell, c) => cell.padEnd(widths[c]!))
-        .join('   ')
-        .trimEnd(),
-    );
+  );
 }

@@ -9,11 +9,14 @@
 // 3. Offline: db stopped, a snapshot of its disks only; a live snapshot restored onto the
 //    stopped VM (its disks go back; it boots from them); a disks-only snapshot is refused on a
 //    running VM, with what to do.
+// 4. `holos export` of db's root disk at a snapshot: the image of another project, which boots
+//    with db's file in it.
 //
 // Save and restore times are printed beside the stack's `up` and `down`: diagnostics, never
-// assertions. Two boots, then one more of db under TCG.
+// assertions. Two boots, then one more of db and one of the exported image under TCG.
 
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { e2eTest, netnsGate, runHolosIn, tempProject, withNetns } from './harness.js';
 
 const composeText = (image: string) => `name: snaps
@@ -120,10 +123,37 @@ e2eTest(
       const rm = await holosOk('snapshot', 'rm', 'db', 'cold');
       assert.match(rm.stderr, /^db-0: snapshot cold removed$/m);
 
+      // 4. A golden image: db's root disk at snapshot one, as the image of another project.
+      const golden = join(proj.dir, 'golden.qcow2');
+      const running = await holos('export', 'db', golden);
+      assert.notEqual(running.code, 0);
+      assert.match(running.stderr, /^holos: db-0 is running, so its disk changes under the copy/);
+      const exported = await timed('export', 'db', golden, '--snapshot', 'one');
+      const other = await tempProject(t);
+      await other.write(
+        'holos.yaml',
+        `name: golden\nservices:\n  copy:\n    image: ${golden}\n    stop_grace_period: 10s\n`,
+      );
+      const inOther = (...args: string[]) =>
+        runHolosIn(ns, args, {
+          cwd: other.dir,
+          env: { ...other.env, HOLOS_ACCEL: process.env.HOLOS_ACCEL ?? 'tcg' },
+          timeoutMs: 10 * 60_000,
+        });
+      assert.equal((await inOther('up', '--wait')).code, 0);
+      const copied = await inOther('exec', '-w', '6m', 'copy', '--', 'sudo', 'cat', '/root/f', '/data/f');
+      assert.equal(
+        copied.stdout,
+        'before\n',
+        "the exported root disk boots elsewhere, with db's file (not its volume)",
+      );
+      assert.match(copied.stderr, /\/data\/f: No such file or directory/);
+      assert.equal((await inOther('down')).code, 0);
+
       const down = await timed('down', '-v');
       t.diagnostic(
         `stack (2 VMs): up --wait ${up}, down ${down}; snapshot save --all ${saveAll}, restore --all ${restoreAll}; ` +
-          `db alone: save ${saveOne}, restore ${restoreOne} (live), restore ${restoreCold} (stopped)`,
+          `db alone: save ${saveOne}, restore ${restoreOne} (live), restore ${restoreCold} (stopped); export ${exported}`,
       );
     });
   },
