@@ -111,6 +111,15 @@ e2eTest(
       await guest('db-0', 'echo offline > /root/f && sync');
       await holosOk('stop', 'db');
       await holosOk('snapshot', 'save', 'db', 'cold');
+      const cold = JSON.parse((await holosOk('snapshot', 'ls', 'db', '--format', 'json')).stdout) as {
+        snapshots: { name: string; ram: boolean; disks: string[] }[];
+      };
+      const taken = cold.snapshots.find((s) => s.name === 'cold');
+      assert.deepEqual(
+        taken && [taken.ram, taken.disks],
+        [false, ['root disk', 'volume data']],
+        "a stopped VM's snapshot: its disks, no RAM",
+      );
       const restoreCold = await timed('snapshot', 'restore', 'db', 'one', '--yes');
       await holosOk('start', 'db');
       assert.equal(await guest('db-0', 'cat /root/f /data/f'), 'before\nbefore\n', "one's disks, booted");
