@@ -4,7 +4,7 @@
 // 1. Its runcmd holds a TAB in a one-line command. PyYAML used to refuse the whole user-data
 //    (a tab in a plain scalar), and the guest came up with no user and no key; now the command
 //    runs, and `holos exec` gets in at all only because cloud-init read the user-data.
-// 1b. Issue #18: the named volume grows 64M → 128M online (the guest's df shows it at once, its
+// 1b. Issue #18: the named volume grows 1G → 2G online (the guest's df shows it at once, its
 //    data kept, no restart); the root disk grows 2G → 3G during a restart (same file, the
 //    guest's growpart takes the room); smaller sizes of either are refused in one line.
 // 2. A bind mount added and the named volume made read-only, on the running VM: a restart,
@@ -32,7 +32,7 @@ import {
   withNetns,
 } from './harness.js';
 
-const composeText = (volumes: string[], { volumeSize = '64M', diskSize = '' } = {}) =>
+const composeText = (volumes: string[], { volumeSize = '1G', diskSize = '' } = {}) =>
   [
     'name: edits',
     'services:',
@@ -112,7 +112,7 @@ e2eTest(
       );
       t.diagnostic(`first boot to cloud-init done: ${((Date.now() - started) / 1000).toFixed(0)}s`);
       const inode = statSync(disk).ino;
-      const grown = { volumeSize: '128M', diskSize: '3G' };
+      const grown = { volumeSize: '2G', diskSize: '3G' };
 
       // 1b. Issue #18: the volume grows online, in the running guest, its data kept; then the
       // root disk grows during a restart (never a new disk); smaller sizes are refused.
@@ -120,7 +120,7 @@ e2eTest(
       const pid = await pidOf();
       const sizeMiB = async (path: string) => Number(await guest(`df -B1M --output=size ${path} | tail -1`));
       const volumeBefore = await sizeMiB('/data');
-      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '128M' }));
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '2G' }));
       const grow = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
       assert.deepEqual(
         grow.actions.map((a) => `${a.kind} ${a.verb}`),
@@ -131,22 +131,22 @@ e2eTest(
       const volumeAfter = await sizeMiB('/data');
       t.diagnostic(`volume: ${volumeBefore} MiB → ${volumeAfter} MiB, online`);
       assert.ok(
-        volumeAfter > volumeBefore + 50,
+        volumeAfter > volumeBefore + 900,
         `the filesystem grew online: ${volumeBefore} → ${volumeAfter} MiB`,
       );
       assert.equal(await guest('cat /data/marker'), 'on-volume\n', 'its data is kept');
       assert.equal(await pidOf(), pid, 'the VM was not restarted');
 
-      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '32M' }));
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '512M' }));
       const shrink = await holos('up');
       assert.notEqual(shrink.code, 0);
       assert.equal(
         shrink.stderr,
-        'holos: volumes.data.size is 32M, smaller than the volume (128M); a volume never shrinks (it would lose data): set 128M or more\n',
+        'holos: volumes.data.size is 512M, smaller than the volume (2G); a volume never shrinks (it would lose data): set 2G or more\n',
       );
 
       const rootBefore = await sizeMiB('/');
-      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '128M', diskSize: '3G' }));
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '2G', diskSize: '3G' }));
       const bigger = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
       assert.deepEqual(
         bigger.actions.map((a) => `${a.kind} ${a.verb}`),
@@ -162,7 +162,7 @@ e2eTest(
         `root: ${rootBefore} MiB → ${rootAfter} MiB, restart to a login ${((Date.now() - started) / 1000).toFixed(0)}s`,
       );
       assert.ok(rootAfter > rootBefore + 500, `growpart took the room: ${rootBefore} → ${rootAfter} MiB`);
-      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '128M', diskSize: '1G' }));
+      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '2G', diskSize: '1G' }));
       const smaller = await holos('plan');
       assert.notEqual(smaller.code, 0);
       assert.match(

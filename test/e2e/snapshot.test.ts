@@ -6,14 +6,14 @@
 //    back, and db's QEMU ran throughout (the same process: it continues from the snapshot).
 // 2. The stack at one moment: a counter in each VM, `snapshot save --all`, both counters moved
 //    on, `snapshot restore --all`: both back to the same moment.
-// 3. Offline: db stopped, a snapshot of its disks only; a live snapshot restored onto the
-//    stopped VM (its disks go back; it boots from them); a disks-only snapshot is refused on a
-//    running VM, with what to do.
+// 3. Offline: db stopped, a snapshot of its disks only; started, the file changed and the
+//    volume's deleted; such a snapshot is refused on the running VM, with what to do; stopped
+//    again, restored, started: both back.
 // 4. `holos export` of db's root disk at a snapshot: the image of another project, which boots
 //    with db's file in it.
 //
 // Save and restore times are printed beside the stack's `up` and `down`: diagnostics, never
-// assertions. Two boots, then one more of db and one of the exported image under TCG.
+// assertions. Two boots, then two more of db and one of the exported image under TCG.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -107,8 +107,8 @@ e2eTest(
         ],
       );
 
-      // 3. Offline: db stopped.
-      await guest('db-0', 'echo offline > /root/f && sync');
+      // 3. Offline: a snapshot of db's disks taken while it is stopped, restored while it is stopped.
+      await guest('db-0', 'echo offline > /root/f && echo offline > /data/f && sync');
       await holosOk('stop', 'db');
       await holosOk('snapshot', 'save', 'db', 'cold');
       const cold = JSON.parse((await holosOk('snapshot', 'ls', 'db', '--format', 'json')).stdout) as {
@@ -120,15 +120,18 @@ e2eTest(
         [false, ['root disk', 'volume data']],
         "a stopped VM's snapshot: its disks, no RAM",
       );
-      const restoreCold = await timed('snapshot', 'restore', 'db', 'one', '--yes');
       await holosOk('start', 'db');
-      assert.equal(await guest('db-0', 'cat /root/f /data/f'), 'before\nbefore\n', "one's disks, booted");
+      await guest('db-0', 'echo changed > /root/f && rm /data/f && sync');
       const diskOnly = await holos('snapshot', 'restore', 'db', 'cold', '--yes');
       assert.notEqual(diskOnly.code, 0);
       assert.equal(
         diskOnly.stderr,
         "holos: db-0's snapshot cold was taken while it was stopped (disks only): stop it first (holos stop db), restore, then start it\n",
       );
+      await holosOk('stop', 'db');
+      const restoreCold = await timed('snapshot', 'restore', 'db', 'cold', '--yes');
+      await holosOk('start', 'db');
+      assert.equal(await guest('db-0', 'cat /root/f /data/f'), 'offline\noffline\n', 'both back, booted');
       const rm = await holosOk('snapshot', 'rm', 'db', 'cold');
       assert.match(rm.stderr, /^db-0: snapshot cold removed$/m);
 
