@@ -281,21 +281,24 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
       'snapshots of an instance, of a service, or of the whole stack at one moment (--all): save, ls, restore, rm',
     );
   const target = ['[target]', 'an instance (web-0) or a service (all its instances)'] as const;
+  // With --all, the one argument given is the snapshot's name.
+  const run =
+    (op: 'save' | 'restore' | 'rm') =>
+    async (t: string | undefined, name: string | undefined, options: { all?: boolean; yes?: boolean }) =>
+      (await snapshotting()).snapshot(
+        globals(),
+        op,
+        options.all ? undefined : t,
+        options.all ? (name ?? t) : name,
+        options,
+      );
   snapshots
     .command('save')
     .description("take a snapshot: a running VM's disks and RAM, a stopped one's disks")
     .argument(...target)
     .argument('[name]', 'the snapshot (default: snap-<UTC time>)')
     .option('--all', 'every instance of the project, at one moment')
-    .action(async (t: string | undefined, name: string | undefined, options: { all?: boolean }) =>
-      (await snapshotting()).snapshot(
-        globals(),
-        'save',
-        options.all ? undefined : t,
-        options.all ? (name ?? t) : name,
-        options,
-      ),
-    );
+    .action(run('save'));
   snapshots
     .command('ls')
     .description('list the snapshots (of every instance without a target)')
@@ -311,29 +314,12 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     .argument('[name]', 'the snapshot')
     .option('--all', 'every instance of the project, at one moment')
     .option('-y, --yes', 'do not ask')
-    .action(
-      async (t: string | undefined, name: string | undefined, options: { all?: boolean; yes?: boolean }) =>
-        (await snapshotting()).snapshot(
-          globals(),
-          'restore',
-          options.all ? undefined : t,
-          options.all ? (name ?? t) : name,
-          options,
-        ),
-    );
+    .action(run('restore'));
   snapshots
     .command('rm')
     .description('remove a snapshot from the disks of the instances')
     .argument(...target)
     .argument('[name]', 'the snapshot')
     .option('--all', 'every instance of the project')
-    .action(async (t: string | undefined, name: string | undefined, options: { all?: boolean }) =>
-      (await snapshotting()).snapshot(
-        globals(),
-        'rm',
-        options.all ? undefined : t,
-        options.all ? (name ?? t) : name,
-        options,
-      ),
-    );
+    .action(run('rm'));
 }

@@ -1,7 +1,8 @@
-import { rename, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { qemuBinaries } from '../qemu/binaries.js';
+import { convertToQcow2 } from '../qemu/convert.js';
+import { exists } from '../util/fs.js';
 import {
   deleteLive,
   disksOf,
@@ -239,13 +240,7 @@ export async function exportDisk(
   });
   const { img } = qemuBinaries();
   const out = resolve(file);
-  if (
-    await stat(out).then(
-      () => true,
-      () => false,
-    )
-  )
-    throw new UserError(`${out} exists; holos never overwrites a file: name another`);
+  if (await exists(out)) throw new UserError(`${out} exists; holos never overwrites a file: name another`);
   const lock = await acquireLock(project.layout.lock, project.name, {});
   try {
     const instances = await listInstances(project.layout);
@@ -264,10 +259,7 @@ export async function exportDisk(
       );
     const started = Date.now();
     const from = options.snapshot === undefined ? [] : ['-U', '-l', `snapshot.name=${options.snapshot}`];
-    const partial = `${out}.partial`;
-    const { execa } = await import('execa');
-    await execa(img, ['convert', '-q', ...from, '-O', 'qcow2', root!.path, partial]);
-    await rename(partial, out);
+    await convertToQcow2(img, root!.path, out, from);
     console.error(
       `${info.name}: root disk${options.snapshot ? ` at ${options.snapshot}` : ''} exported in ${seconds(Date.now() - started)}`,
     );

@@ -1,10 +1,12 @@
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { openAccessProject, type AccessProject } from '../access/target.js';
 import { formatBytes, formatSize } from '../compose/units.js';
 import { dnsLabel } from '../compose/schema.js';
 import { UserError } from '../errors.js';
 import { qemuBinaries } from '../qemu/binaries.js';
+import { convertToQcow2 } from '../qemu/convert.js';
+import { exists } from '../util/fs.js';
 import { snapshotsIn } from '../qemu/snapshot.js';
 import { observeVolume } from '../resources/volume.js';
 import { inspectProject } from '../state/inspect.js';
@@ -161,17 +163,9 @@ export async function exportVolume(globals: GlobalOptions, name: string, to: str
         `volume ${name} is being written by ${writer.instance} (${writer.state}); stop it first (holos stop), or take a snapshot`,
       );
     const target = resolve(to);
-    if (
-      await stat(target).then(
-        () => true,
-        () => false,
-      )
-    )
+    if (await exists(target))
       throw new UserError(`${target} exists; holos never overwrites a file: name another`);
-    const { execa } = await import('execa');
-    const partial = `${target}.partial`;
-    await execa(qemuBinaries().img, ['convert', '-q', '-O', 'qcow2', row.file, partial]);
-    await rename(partial, target);
+    await convertToQcow2(qemuBinaries().img, row.file, target);
     console.log(target);
   });
 }
@@ -183,27 +177,14 @@ export async function importVolume(globals: GlobalOptions, from: string, name: s
   const project = await openProjectOf(globals);
   await underLock(project, async () => {
     const file = project.layout.volume(name);
-    if (
-      await stat(file).then(
-        () => true,
-        () => false,
-      )
-    )
+    if (await exists(file))
       throw new UserError(`project ${project.name} already has a volume ${name}; holos volumes rm it first`);
     const source = resolve(from);
-    if (
-      !(await stat(source).then(
-        (s) => s.isFile(),
-        () => false,
-      ))
-    )
+    if (!(await stat(source).catch(() => undefined))?.isFile())
       throw new UserError(`${source} is not a file`);
     await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-    const partial = `${file}.partial`;
     // Converted, never copied: a qcow2 on a backing file comes in whole, standing on its own.
-    const { execa } = await import('execa');
-    await execa(qemuBinaries().img, ['convert', '-q', '-O', 'qcow2', source, partial]);
-    await rename(partial, file);
+    await convertToQcow2(qemuBinaries().img, source, file);
     console.log(`volume ${name} imported (${formatSize((await observeVolume(file)).virtualSize ?? 0)})`);
   });
 }
