@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { followFlagAfterLogs } from './cli/argv.js';
 import { registerCommands } from './cli/commands.js';
@@ -24,7 +25,16 @@ const program = new Command('holos')
       .env('HOLOS_LOG_LEVEL'),
   )
   .option('--log-file <path>', 'write the structured logs to this file (default level: info)')
-  .showHelpAfterError('(run holos --help for usage)');
+  .option(
+    '--env-file <path>',
+    'variables for ${…} in the file (default: $HOLOS_ENV_FILE, else .env beside it)',
+  )
+  .showHelpAfterError('(run holos --help for usage)')
+  // Every verb that loads the file reads it through $HOLOS_ENV_FILE (compose/load.ts).
+  .hook('preAction', () => {
+    const { envFile } = globals();
+    if (envFile !== undefined) process.env.HOLOS_ENV_FILE = resolve(envFile);
+  });
 
 const globals = () => program.opts<GlobalOptions>();
 registerCommands(program, globals);

@@ -94,7 +94,7 @@ test('schema prints a JSON Schema that allows x- keys and rejects unknown ones',
     additionalProperties: boolean;
     patternProperties: object;
   };
-  assert.deepEqual(Object.keys(schema.properties), ['name', 'services', 'volumes', 'networks']);
+  assert.deepEqual(Object.keys(schema.properties), ['version', 'name', 'services', 'volumes', 'networks']);
   assert.equal(schema.additionalProperties, false);
   assert.deepEqual(schema.patternProperties, { '^x-': {} });
   assert.match(r.stdout, /"stop_grace_period"/);

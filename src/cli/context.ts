@@ -9,6 +9,7 @@ export interface GlobalOptions {
   debug?: boolean;
   logLevel?: string;
   logFile?: string;
+  envFile?: string;
 }
 
 /** `--state-dir`, else `$HOLOS_STATE_DIR`, else /var/lib/holos for root, else ~/.local/state/holos. */

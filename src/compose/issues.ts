@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { Anchor, Path } from './source.js';
+import { refusedServiceKeys } from './schema.js';
 
 /** One thing wrong with a compose file, before it is given a file position. */
 export interface Issue {
@@ -236,9 +237,13 @@ export function fromZod(issues: readonly z.core.$ZodIssue[], schema: AnySchema, 
     const path = issue.path as (string | number)[];
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(schema, path);
+      const service = path.length === 2 && path[0] === 'services';
       return issue.keys.map((key) => ({
         path: [...path, key],
-        message: unknownKeyMessage(key, known),
+        message:
+          service && Object.hasOwn(refusedServiceKeys, key)
+            ? `${key} ${refusedServiceKeys[key]}`
+            : unknownKeyMessage(key, known),
         anchor: 'key',
       }));
     }

@@ -1,6 +1,8 @@
 import { isUtf8 } from 'node:buffer';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { parseEnv } from 'node:util';
+import { interpolateDocument, type Lookup } from './interpolate.js';
 import { ComposeProblems, UserError } from '../errors.js';
 import { crossChecks, type PathKind } from './checks.js';
 import { escapeUnprintable, formatPath, fromZod, printable, quote, type Issue } from './issues.js';
@@ -215,8 +217,32 @@ function readText(file: string, maxBytes: number): string | Problem {
 
 export interface ValidateOptions {
   projectName?: string;
+  /** The variables a file's `${…}` read (default: the process's environment). */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** The `.env` file (default: $HOLOS_ENV_FILE, which --env-file sets, else `.env` beside the file). */
+  envFile?: string;
   /** Tighter or looser bounds than defaultLimits: tests and benchmarks use them. */
   limits?: Partial<Limits>;
+}
+
+/**
+ * The variables of `${…}`: the environment, then the `.env` file (the environment wins, as in
+ * compose). A `.env` named explicitly must exist; the default one may not. A message when the
+ * file cannot be read.
+ */
+function variables(file: string, options: ValidateOptions): Lookup | string {
+  const env = options.env ?? process.env;
+  const named = options.envFile ?? (env.HOLOS_ENV_FILE || undefined);
+  const path = named === undefined ? join(dirname(file), '.env') : resolve(named);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && named === undefined) return (name) => env[name];
+    return `${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such env file' : (error as Error).message}`;
+  }
+  const fromFile = parseEnv(text);
+  return (name) => env[name] ?? fromFile[name];
 }
 
 /** Reads and checks a compose file. Touches nothing but the file and the paths it names. */
@@ -233,6 +259,10 @@ export function validateComposeFile(file: string, options: ValidateOptions = {})
   // or memory: toJS, withoutExtensions and zod all recurse.
   const source = new SourceFile(file, text, limits);
   if (!source.document || source.problems.length > 0) return failed(source.problems);
+  const lookup = variables(file, options);
+  if (typeof lookup === 'string') return failed([{ message: lookup }]);
+  const unresolved = interpolateDocument(source.document, lookup);
+  if (unresolved.length > 0) return failed(unresolved.map((issue) => located(source, issue)));
   let data: unknown;
   try {
     // SourceFile counted every alias and merge key expanded (which maxAliasCount does not).
