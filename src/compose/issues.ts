@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { Anchor, Path } from './source.js';
-import { refusedServiceKeys } from './schema.js';
+import { refusedServiceKeys } from './refused.js';
 
 /** One thing wrong with a compose file, before it is given a file position. */
 export interface Issue {
@@ -169,7 +169,7 @@ function knownKeysAt(schema: AnySchema, path: Path): string[] {
   return def?.type === 'object' ? Object.keys(def.shape ?? {}) : [];
 }
 
-function unknownKeyMessage(key: string, known: string[]): string {
+export function unknownKeyMessage(key: string, known: string[]): string {
   const guess = closest(key, known);
   const hint = guess ? `did you mean "${guess}"?` : `allowed here: ${known.join(', ')}`;
   return `unknown key ${quote(key)}; ${hint} (extension keys start with x-)`;

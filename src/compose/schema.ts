@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
-import { parsePort } from './ports.js';
+import { parsePort, type PortMapping } from './ports.js';
 import { parseMount } from './mounts.js';
 import { isIPv4 } from 'node:net';
 import { parseSubnet } from './subnets.js';
+import { unknownKeyMessage } from './issues.js';
 
 // The holos.yaml format. Types come from here (z.infer); `holos schema` prints it as JSON Schema.
 // Only shapes and single values are checked here; rules that span fields (depends_on targets,
@@ -102,6 +103,81 @@ const device = z.strictObject({
   rom_file: z.string().min(1).optional(),
 });
 
+const portNumber = (min: number) =>
+  z
+    .int({ error: 'must be a port number' })
+    .min(min, `must be at least ${min}`)
+    .max(65535, 'must be at most 65535');
+/** Compose's long form of a port; `mode` and the names are a container orchestrator's, accepted. */
+const longPort = z
+  .strictObject({
+    target: portNumber(1),
+    published: z
+      .union([
+        portNumber(0),
+        z.string().regex(/^\d{1,5}$/, 'must be a port number (ranges: one entry per port)'),
+      ])
+      .optional(),
+    host_ip: z
+      .string()
+      .refine((ip) => isIPv4(ip), 'must be an IPv4 address such as 127.0.0.1')
+      .optional(),
+    protocol: z.enum(['tcp', 'udp']).default('tcp'),
+    mode: z.enum(['host', 'ingress']).optional(),
+    name: z.string().optional(),
+    app_protocol: z.string().optional(),
+  })
+  .transform((p): PortMapping => ({
+    hostIp: p.host_ip ?? '127.0.0.1',
+    host: Number(p.published ?? 0),
+    guest: p.target,
+    protocol: p.protocol,
+  }));
+const withoutDialect = ({ $schema: _, ...rest }: Record<string, unknown>) => rest;
+
+/**
+ * A port: `"8080:80"`, or the long form (`{target: 80, published: 8080}`), one mapping either
+ * way. Not a zod union, which would say only "not valid here": each form gives its own message.
+ */
+const port = z
+  .unknown()
+  .transform((value, ctx): PortMapping => {
+    // `- 80` is the guest port alone, as in compose.
+    if (typeof value === 'string' || typeof value === 'number') {
+      const mapping = parsePort(String(value));
+      if (typeof mapping !== 'string') return mapping;
+      ctx.addIssue({ code: 'custom', message: mapping });
+      return z.NEVER;
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected a port such as "8080:80", or {target: 80, published: 8080}',
+      });
+      return z.NEVER;
+    }
+    const long = longPort.safeParse(value);
+    if (long.success) return long.data;
+    for (const issue of long.error.issues)
+      if (issue.code === 'unrecognized_keys')
+        for (const key of issue.keys)
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: unknownKeyMessage(key, Object.keys(longPort.in.shape)),
+          });
+      else ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+    return z.NEVER;
+  })
+  .meta({
+    // For editors: what the transform accepts (its input would read as anything).
+    anyOf: [
+      { type: 'string' },
+      { type: 'integer' },
+      withoutDialect(z.toJSONSchema(longPort, { io: 'input' })),
+    ],
+  });
+
 /** A host name in /etc/hosts: DNS labels joined by dots. */
 const hostName = z
   .string()
@@ -141,66 +217,6 @@ const serviceNetworks = z
   .refine((networks) => Object.keys(networks).length > 0, 'a service needs at least one network')
   .default({ default: { aliases: [] } });
 
-/**
- * Compose service keys that mean something only for a container, each refused with why (not
- * "unknown key"): a VM has its own kernel, init and disks. Keys compose has that holos will map
- * (issue #15) say what to use meanwhile.
- */
-export const refusedServiceKeys: Record<string, string> = {
-  ...Object.fromEntries(
-    ['cap_add', 'cap_drop'].map((k) => [k, 'is a container capability; a VM has its own kernel']),
-  ),
-  privileged: "lifts a container's confinement; a VM's root is root in its own kernel already",
-  security_opt: "sets a container's seccomp or AppArmor profile; a VM is confined by its hypervisor",
-  ...Object.fromEntries(
-    ['pid', 'ipc', 'uts', 'userns_mode', 'cgroup', 'cgroup_parent', 'cgroupns_mode'].map((k) => [
-      k,
-      'shares a host namespace or cgroup with a container; a VM has its own kernel',
-    ]),
-  ),
-  ...Object.fromEntries(
-    [
-      'shm_size',
-      'ulimits',
-      'sysctls',
-      'oom_kill_disable',
-      'oom_score_adj',
-      'pids_limit',
-      'mem_swappiness',
-      'memswap_limit',
-      'cpu_shares',
-      'cpuset',
-      'cpu_quota',
-      'cpu_period',
-      'blkio_config',
-      'device_cgroup_rules',
-    ].map((k) => [
-      k,
-      "tunes a container's cgroup; size the VM with vm: (vcpu, memory_mb) and tune the guest in cloud_init",
-    ]),
-  ),
-  network_mode: "puts a container in another's network namespace; a VM joins networks: instead",
-  links: 'links containers (legacy); VMs on a shared network reach each other by name',
-  external_links: 'links containers (legacy); VMs on a shared network reach each other by name',
-  container_name: "names a container; a VM's name is <service>-<replica>",
-  read_only:
-    "makes a container's root file system read-only; a VM's root disk is its own (mount volumes :ro)",
-  tmpfs: 'mounts a tmpfs in a container; mount one in the guest with cloud_init (bootcmd)',
-  volumes_from: "mounts another container's volumes; name the volumes under volumes: instead",
-  init: 'runs an init in a container; a VM boots its own (systemd)',
-  stdin_open: "keeps a container's stdin open; use holos console or holos exec",
-  tty: 'gives a container a terminal; use holos console or holos exec -t',
-  runtime: 'chooses a container runtime; holos runs QEMU',
-  isolation: 'chooses a container isolation; a VM is isolated by its hypervisor',
-  platform: 'chooses a container platform; holos runs x86_64 guests (vm.machine, vm.cpu_model)',
-  logging: "sets a container's log driver; holos logs reads the VM's serial console",
-  stop_signal: 'stops a container with a signal; a VM gets an ACPI power-off, then stop_grace_period',
-  pull_policy: 'is a container image pull policy; use holos up --pull missing|always|never',
-  build: 'builds a container image; a VM is provisioned from dockerfile: instead',
-  expose:
-    'opens a container port to linked containers; on a shared network every guest port is reachable (ports: publishes one on the host)',
-};
-
 export const serviceSchema = z.strictObject({
   image: z.string().min(1).optional(),
   image_format: z.enum(['qcow2', 'raw']).optional(),
@@ -209,7 +225,7 @@ export const serviceSchema = z.strictObject({
   dockerfile: z.string().min(1).optional(),
   replicas: z.int().min(0).max(253).default(1),
   vm: vm.default(vm.parse({})),
-  ports: z.array(parsed(parsePort, 'a port such as "8080:80"')).default([]),
+  ports: z.array(port).default([]),
   volumes: z.array(parsed(parseMount, 'a volume such as "./dir:/target" or "name:/target"')).default([]),
   depends_on: z.array(z.string(), { error: 'expected a list of service names, such as [db]' }).default([]),
   healthcheck: healthcheck.optional(),
