@@ -1019,3 +1019,22 @@ test('a volume or a root disk grows (online, or during a restart); one that woul
     /^UserError: web-0: vm.disk_size 2G is smaller than its root disk \(4G\); a disk never shrinks \(it would lose data\): set 4G or more$/,
   );
 });
+
+test("depends_on's long form: service_started waits for the start only; service_healthy for the gate", () => {
+  const long = shop
+    .replace('depends_on: [db]', 'depends_on: { db: { condition: service_started } }')
+    .replace('healthcheck: { test: pg_isready }', 'healthcheck: { test: pg_isready }');
+  const started = composeFile(long)();
+  const result = plan(started, freshHost(started), up(started));
+  assert.deepEqual(result.gates, [], 'no one waits for db to be healthy');
+  const web0 = result.actions.find((a) => a.id === 'instance:web-0')!;
+  assert.ok(web0.after.includes('instance:db-0'), web0.after.join(' '));
+
+  const healthy = composeFile(long.replace('service_started', 'service_healthy'))();
+  const gated = plan(healthy, freshHost(healthy), up(healthy));
+  assert.deepEqual(
+    gated.gates.map((g) => g.id),
+    ['health:db'],
+  );
+  assert.ok(gated.actions.find((a) => a.id === 'instance:web-0')!.after.includes('health:db'));
+});

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { findCatalogImage, isLocalImage, isUrlImage } from '../images/catalog.js';
 import { startLevels } from './graph.js';
 import { closest, formatPath, type Issue } from './issues.js';
-import { networkDefaults, type NetworkDecl, type Service } from './schema.js';
+import { dependencyNames, networkDefaults, type NetworkDecl, type Service } from './schema.js';
 import { formatPort } from './ports.js';
 import {
   automaticSubnets,
@@ -86,24 +86,48 @@ function checkDependencies(
   service: Service,
   input: CheckInput & { serviceSet: ReadonlySet<string> },
 ): Issue[] {
-  return service.depends_on.flatMap((target, i) => {
-    const path = ['services', name, 'depends_on', i];
+  return service.depends_on.flatMap(({ service: target, condition, required, at: where }) => {
+    const path = ['services', name, 'depends_on', where];
     if (target === name) return [at(path, 'a service cannot depend on itself; remove this entry')];
-    if (input.serviceSet.has(target)) return [];
-    const guess = closest(target, input.serviceNames);
-    const hint = guess ? `did you mean "${guess}"?` : `services in this file: ${someOf(input.serviceNames)}`;
-    return [at(path, `unknown service "${target}"; ${hint}`)];
+    if (condition === 'service_completed_successfully')
+      return [
+        at(
+          [...path, 'condition'],
+          "service_completed_successfully waits for a service's main command to exit, and holos runs none yet; use service_healthy with a healthcheck",
+        ),
+      ];
+    if (!input.serviceSet.has(target)) {
+      // Compose lets a dependency that is not required be absent.
+      if (!required) return [];
+      const guess = closest(target, input.serviceNames);
+      const hint = guess
+        ? `did you mean "${guess}"?`
+        : `services in this file: ${someOf(input.serviceNames)}`;
+      return [at(path, `unknown service "${target}"; ${hint}`, typeof where === 'string' ? 'key' : 'value')];
+    }
+    if (
+      condition === 'service_healthy' &&
+      input.services.get(target) &&
+      !input.services.get(target)!.healthcheck
+    )
+      return [
+        at(
+          [...path, 'condition'],
+          `${target} has no healthcheck to wait for; give it one, or use condition: service_started`,
+        ),
+      ];
+    return [];
   });
 }
 
 function checkCycles(input: CheckInput): Issue[] {
   const graph = new Map(
-    [...input.services].map(([name, s]) => [name, s.depends_on.filter((d) => d !== name)]),
+    [...input.services].map(([name, s]) => [name, dependencyNames(s).filter((d) => d !== name)]),
   );
   const levels = startLevels(graph);
   if (Array.isArray(levels) || levels.cycle.length === 0) return [];
   const [first, second] = levels.cycle as [string, string];
-  const entry = input.services.get(first)!.depends_on.indexOf(second);
+  const entry = input.services.get(first)!.depends_on.find((d) => d.service === second)!.at;
   return [
     at(
       ['services', first, 'depends_on', entry],

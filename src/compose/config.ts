@@ -21,7 +21,12 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
     },
     ports: spec.ports.map(formatPort),
     volumes: service.mounts.map((m) => `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`),
-    depends_on: spec.depends_on,
+    // As written: the list form, or the long form with each condition.
+    depends_on: spec.depends_on.every((d) => d.condition === undefined)
+      ? spec.depends_on.map((d) => d.service)
+      : Object.fromEntries(
+          spec.depends_on.map((d) => [d.service, { condition: d.condition, required: d.required }]),
+        ),
     ...(spec.healthcheck && {
       healthcheck: {
         test: spec.healthcheck.test,

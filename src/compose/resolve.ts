@@ -7,7 +7,7 @@ import { startLevels } from './graph.js';
 import type { LoadedCompose } from './load.js';
 import type { PortMapping } from './ports.js';
 import type { Mount } from './mounts.js';
-import { networkDefaults, type Service } from './schema.js';
+import { dependencyNames, networkDefaults, type Service } from './schema.js';
 import {
   automaticSubnets,
   formatSubnet,
@@ -317,7 +317,7 @@ function replicaPorts(ports: readonly PortMapping[], index: number): PortMapping
 
 export function resolveProject(loaded: LoadedCompose, recorded?: RecordedAllocation): ResolvedProject {
   const { compose, project, dir } = loaded;
-  const graph = new Map(Object.entries(compose.services).map(([name, s]) => [name, s.depends_on]));
+  const graph = new Map(Object.entries(compose.services).map(([name, s]) => [name, dependencyNames(s)]));
   const levels = startLevels(graph);
   if (!Array.isArray(levels))
     throw new Error(`resolve: dependency cycle ${levels.cycle.join(' → ')} passed validation`);

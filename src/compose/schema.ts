@@ -178,6 +178,56 @@ const port = z
     ],
   });
 
+/**
+ * One dependency. `condition` is the long form's; without it (the list form) holos waits for
+ * the dependency's healthcheck when it has one, else for its start. `at` is where it is
+ * written (a list index, or the map's key), for messages.
+ */
+export interface Dependency {
+  service: string;
+  condition?: 'service_started' | 'service_healthy' | 'service_completed_successfully';
+  required: boolean;
+  at: number | string;
+}
+
+/** `depends_on` as compose writes it: a list of names, or a map of names to a condition. */
+const dependencies = z
+  .union(
+    [
+      z
+        .array(z.string())
+        .transform((names) => names.map((service, at): Dependency => ({ service, required: true, at }))),
+      z
+        .record(
+          z.string(),
+          z.strictObject({
+            condition: z
+              .enum(['service_started', 'service_healthy', 'service_completed_successfully'])
+              .default('service_started'),
+            required: z.boolean().default(true),
+            restart: z.boolean().optional(),
+          }),
+        )
+        .transform((map) =>
+          Object.entries(map).map(([service, d]): Dependency => ({
+            service,
+            condition: d.condition,
+            required: d.required,
+            at: service,
+          })),
+        ),
+    ],
+    {
+      error:
+        'expected a list of service names, such as [db], or a map such as {db: {condition: service_healthy}}',
+    },
+  )
+  .default([]);
+
+/** The names a service depends on. */
+export const dependencyNames = (service: { depends_on: readonly Dependency[] }) =>
+  service.depends_on.map((d) => d.service);
+
 /** A host name in /etc/hosts: DNS labels joined by dots. */
 const hostName = z
   .string()
@@ -227,7 +277,7 @@ export const serviceSchema = z.strictObject({
   vm: vm.default(vm.parse({})),
   ports: z.array(port).default([]),
   volumes: z.array(parsed(parseMount, 'a volume such as "./dir:/target" or "name:/target"')).default([]),
-  depends_on: z.array(z.string(), { error: 'expected a list of service names, such as [db]' }).default([]),
+  depends_on: dependencies,
   healthcheck: healthcheck.optional(),
   stop_grace_period: duration.default(30_000),
   cloud_init: cloudInit.default(cloudInit.parse({})),

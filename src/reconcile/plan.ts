@@ -1,4 +1,5 @@
 import type { PullPolicy } from '../images/pull.js';
+import { dependencyNames } from '../compose/schema.js';
 import {
   actionId,
   startsVm,
@@ -137,7 +138,7 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
   // what they were started with.
   const serviceOf = (a: Action) => a.service ?? parseInstanceName(a.name).service;
   const dependsOn = new Map<string, string[]>(
-    desired.project.services.map((s) => [s.name, s.spec.depends_on]),
+    desired.project.services.map((s) => [s.name, dependencyNames(s.spec)]),
   );
   for (const [name, seen] of Object.entries(observed.instance)) {
     const service = seen.applied?.spec.service ?? parseInstanceName(name).service;
@@ -161,17 +162,26 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
   const up = instanceActions.filter((a) => bringUp.has(a.verb));
   const gates: Gate[] = [];
   for (const service of desired.project.services) {
-    const dependents = desired.project.services.filter((s) => s.spec.depends_on.includes(service.name));
+    // What each dependent waits for: its start, or its healthcheck (condition: service_healthy,
+    // or the list form when it has one).
+    const needs = new Map<string, 'started' | 'healthy'>();
+    for (const s of desired.project.services)
+      for (const d of s.spec.depends_on)
+        if (d.service === service.name)
+          needs.set(
+            s.name,
+            d.condition === 'service_started' || !service.spec.healthcheck ? 'started' : 'healthy',
+          );
     const mine = ofService(service.name, bringUp);
-    const waiting = up.filter((a) => dependents.some((d) => d.name === serviceOf(a)));
-    if (dependents.length === 0 || (mine.length === 0 && waiting.length === 0)) continue;
-    let ready = mine;
-    if (service.spec.healthcheck) {
+    const waiting = up.filter((a) => needs.has(serviceOf(a)));
+    if (needs.size === 0 || (mine.length === 0 && waiting.length === 0)) continue;
+    let healthy = mine;
+    if ([...needs.values()].includes('healthy')) {
       const gate: Gate = { id: `health:${service.name}`, kind: 'health', service: service.name, after: mine };
       gates.push(gate);
-      ready = [gate.id];
+      healthy = [gate.id];
     }
-    for (const action of waiting) wait(action, ready);
+    for (const action of waiting) wait(action, needs.get(serviceOf(action)) === 'healthy' ? healthy : mine);
   }
   for (const action of up)
     wait(

@@ -8,7 +8,7 @@ import type {
   ResolvedService,
 } from '../compose/resolve.js';
 import type { PortMapping } from '../compose/ports.js';
-import type { Device, Healthcheck } from '../compose/schema.js';
+import { dependencyNames, type Device, type Healthcheck } from '../compose/schema.js';
 import { UserError } from '../errors.js';
 import { QmpClient } from '../observe/qmp.js';
 import { freePort, isPortFree } from '../observe/ports.js';
@@ -169,7 +169,7 @@ export function instanceSpec(
     devices: keyed(spec.devices, (d) => d.pci),
     stop_grace_period: spec.stop_grace_period,
     healthcheck: spec.healthcheck ?? null,
-    depends_on: spec.depends_on,
+    depends_on: dependencyNames(spec),
   };
 }
 
