@@ -289,15 +289,17 @@ test('renderSeed reads only what seedContentHash hashes, which names the seed fi
     // The list of mounts itself: the hash maps all of it.
     'service.mounts.length',
     'service.mounts.map',
+    'service.mounts.filter',
     'service.mounts.constructor',
   ];
   for (const instance of project.instances) {
     const service = project.services.find((s) => s.name === instance.service)!;
     // Of a mount, what the guest sees: a bind mount's host path is QEMU's alone.
     const mountFields = service.mounts.flatMap((m, i) =>
-      [...['type', 'target', 'readOnly', 'device'], ...(m.type === 'volume' ? ['source'] : [])].map(
-        (field) => `service.mounts.${i}.${field}`,
-      ),
+      [
+        ...['type', 'target', 'readOnly', 'device'],
+        ...(m.type === 'volume' ? ['source'] : ['automount', 'options']),
+      ].map((field) => `service.mounts.${i}.${field}`),
     );
     const hashed = [...hashedEverywhere, ...mountFields];
     const read = new Set<string>();
@@ -366,4 +368,30 @@ test('the rendered seed is pinned to seedFormat: rendering other bytes needs a n
   // If this fails, render.ts writes other bytes from the same inputs: bump seedFormat in
   // resources/seed.ts (so every seed on a host is written again) and update this hash.
   assert.equal(seedHash(files).slice(0, 16), 'b84f254b68e6b5a0');
+});
+
+test("long-form mounts: a bind mount's mount_options go into its fstab line; automount: false is shared, not mounted", () => {
+  const text = `
+name: long
+services:
+  web:
+    image: ./base.qcow2
+    volumes:
+      - { type: bind, source: ./www, target: /srv/www, read_only: true, mount_options: "cache=loose,msize=104857600" }
+      - { type: bind, source: ./www, target: /share, automount: false }
+`;
+  const userData = seedOf(text, 'web-0')['user-data'];
+  assert.match(
+    userData,
+    /holos0 \/srv\/www 9p trans=virtio,version=9p2000\.L,msize=262144,cache=loose,msize=104857600,ro,nofail,x-holos 0 0/,
+  );
+  assert.doesNotMatch(userData, /\/share/, 'not in fstab, not mounted');
+  const project = resolveProject(loadText(text));
+  assert.deepEqual(
+    project.services[0]!.mounts.map((m) => [m.target, m.device, m.type === 'bind' && m.automount]),
+    [
+      ['/srv/www', 'holos0', undefined],
+      ['/share', 'holos1', false],
+    ],
+  );
 });

@@ -145,6 +145,10 @@ export function hostsSync(instance: ResolvedInstance): string {
   return `printf '%s\\n' ${lines.map(shellQuote).join(' ')} > /etc/hosts.holos && chmod 644 /etc/hosts.holos && mv /etc/hosts.holos /etc/hosts`;
 }
 
+/** The mounts the guest mounts: all but bind mounts with `automount: false` (shared, left to the user). */
+const mounted = (mounts: readonly ResolvedMount[]) =>
+  mounts.filter((m) => m.type !== 'bind' || m.automount !== false);
+
 /** Marks the /etc/fstab lines holos manages; mount(8) and systemd ignore `x-` options. */
 const managedOption = 'x-holos';
 
@@ -154,7 +158,7 @@ export function fstabLine(mount: ResolvedMount): string {
   const options = `${mount.readOnly ? 'ro' : 'defaults'},nofail,${managedOption}`;
   return mount.type === 'volume'
     ? `${volumeDevice(mount)} ${target} ext4 ${options} 0 2`
-    : `${mount.device} ${target} 9p trans=virtio,version=9p2000.L,msize=262144,${options} 0 0`;
+    : `${mount.device} ${target} 9p trans=virtio,version=9p2000.L,msize=262144,${mount.options ? `${mount.options},` : ''}${options} 0 0`;
 }
 
 const volumeDevice = (mount: ResolvedMount) => `/dev/disk/by-id/virtio-${mount.device}`;
@@ -254,8 +258,8 @@ export function renderUserData(
     // hosts table, then the mounts.
     bootcmd: [
       hostsSync(instance),
-      fstabSync(service.mounts),
-      ...service.mounts.map(mountCommand),
+      fstabSync(mounted(service.mounts)),
+      ...mounted(service.mounts).map(mountCommand),
       ...init.bootcmd,
     ],
     // First, so the user's commands decide the script's exit status, as they would alone.

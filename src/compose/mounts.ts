@@ -1,6 +1,10 @@
 /** A `volumes:` entry of a service: a host directory shared over 9p, or a named data disk. */
+/**
+ * A `volumes:` entry of a service. A bind mount's `automount: false` (qemu-compose's) shares the
+ * directory without mounting it in the guest; `options` are more 9p mount options.
+ */
 export type Mount =
-  | { type: 'bind'; source: string; target: string; readOnly: boolean }
+  | { type: 'bind'; source: string; target: string; readOnly: boolean; automount?: false; options?: string }
   | { type: 'volume'; source: string; target: string; readOnly: boolean };
 
 const mountFormats = '"./dir:/target", "./dir:/target:ro" or "volname:/target"';
@@ -37,7 +41,7 @@ const controlNames: Record<string, string> = { '\t': 'a tab', '\n': 'a newline',
  * climbs with "..", would hide the system. Backslashes are allowed: a Linux path may hold them,
  * and the fstab line escapes them as \134 (fstabLine in cloudinit/render.ts).
  */
-function targetProblem(target: string): string | undefined {
+export function targetProblem(target: string): string | undefined {
   if (!target.startsWith('/'))
     return `target ${quote(target)} must be an absolute path in the guest, such as /data`;
   const control = controlCharacter.exec(target)?.[0];

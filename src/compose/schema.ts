@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { parsePort, type PortMapping } from './ports.js';
-import { parseMount } from './mounts.js';
+import { parseMount, targetProblem, type Mount } from './mounts.js';
 import { isIPv4 } from 'node:net';
 import { parseSubnet } from './subnets.js';
 import { unknownKeyMessage } from './issues.js';
@@ -133,50 +133,103 @@ const longPort = z
     guest: p.target,
     protocol: p.protocol,
   }));
-const withoutDialect = ({ $schema: _, ...rest }: Record<string, unknown>) => rest;
-
-/**
- * A port: `"8080:80"`, or the long form (`{target: 80, published: 8080}`), one mapping either
- * way. Not a zod union, which would say only "not valid here": each form gives its own message.
- */
-const port = z
-  .unknown()
-  .transform((value, ctx): PortMapping => {
-    // `- 80` is the guest port alone, as in compose.
-    if (typeof value === 'string' || typeof value === 'number') {
-      const mapping = parsePort(String(value));
-      if (typeof mapping !== 'string') return mapping;
-      ctx.addIssue({ code: 'custom', message: mapping });
-      return z.NEVER;
-    }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'expected a port such as "8080:80", or {target: 80, published: 8080}',
-      });
-      return z.NEVER;
-    }
-    const long = longPort.safeParse(value);
-    if (long.success) return long.data;
-    for (const issue of long.error.issues)
-      if (issue.code === 'unrecognized_keys')
-        for (const key of issue.keys)
+/** Compose's long form of a mount, with qemu-compose's `automount` and `mount_options` for bind mounts. */
+const longMount = z
+  .strictObject({
+    type: z.enum(['bind', 'volume']),
+    source: z.string().min(1, 'needs a source: a host directory (bind) or a volume name'),
+    target: z.string(),
+    read_only: z.boolean().default(false),
+    automount: z.boolean().optional(),
+    mount_options: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9_.=+-]+(,[A-Za-z0-9_.=+-]+)*$/,
+        'must be 9p mount options such as cache=loose,msize=104857600',
+      )
+      .optional(),
+    bind: z.strictObject({ create_host_path: z.boolean().optional() }).optional(),
+    volume: z.strictObject({ nocopy: z.boolean().optional() }).optional(),
+  })
+  .superRefine((m, ctx) => {
+    const problem = targetProblem(m.target);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['target'], message: problem });
+    if (m.type === 'volume')
+      for (const key of ['automount', 'mount_options'] as const)
+        if (m[key] !== undefined)
           ctx.addIssue({
             code: 'custom',
             path: [key],
-            message: unknownKeyMessage(key, Object.keys(longPort.in.shape)),
+            message: `${key} is a bind mount's (9p); a volume is a disk, mounted as ext4`,
           });
-      else ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
-    return z.NEVER;
   })
-  .meta({
-    // For editors: what the transform accepts (its input would read as anything).
-    anyOf: [
-      { type: 'string' },
-      { type: 'integer' },
-      withoutDialect(z.toJSONSchema(longPort, { io: 'input' })),
-    ],
-  });
+  .transform((m): Mount =>
+    m.type === 'bind'
+      ? {
+          type: 'bind',
+          source: m.source,
+          target: m.target,
+          readOnly: m.read_only,
+          ...(m.automount === false && { automount: false as const }),
+          ...(m.mount_options && { options: m.mount_options }),
+        }
+      : { type: 'volume', source: m.source, target: m.target, readOnly: m.read_only },
+  );
+
+const withoutDialect = ({ $schema: _, ...rest }: Record<string, unknown>) => rest;
+
+/**
+ * A list entry that compose writes short (a string, parsed by `parseShort`) or long (a mapping,
+ * checked by `long`). Not a zod union, which would say only "not valid here": each form gives
+ * its own message; the JSON schema names both, for editors.
+ */
+function shortOrLong<T>(
+  parseShort: (text: string) => T | string,
+  long: z.ZodPipe<z.ZodObject, z.ZodTransform<T>>,
+  expected: string,
+  shortTypes: ('string' | 'integer')[],
+) {
+  return z
+    .unknown()
+    .transform((value, ctx): T => {
+      if (typeof value === 'string' || (typeof value === 'number' && shortTypes.includes('integer'))) {
+        const parsedValue = parseShort(String(value));
+        if (typeof parsedValue !== 'string') return parsedValue;
+        ctx.addIssue({ code: 'custom', message: parsedValue });
+        return z.NEVER;
+      }
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        ctx.addIssue({ code: 'custom', message: `expected ${expected}` });
+        return z.NEVER;
+      }
+      const result = long.safeParse(value);
+      if (result.success) return result.data;
+      const known = Object.keys(long.in.shape);
+      for (const issue of result.error.issues)
+        if (issue.code === 'unrecognized_keys')
+          for (const key of issue.keys)
+            ctx.addIssue({ code: 'custom', path: [key], message: unknownKeyMessage(key, known) });
+        else ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+      return z.NEVER;
+    })
+    .meta({
+      anyOf: [...shortTypes.map((type) => ({ type })), withoutDialect(z.toJSONSchema(long, { io: 'input' }))],
+    });
+}
+
+/** A port: `"8080:80"` (or `80`), or the long form (`{target: 80, published: 8080}`). */
+const port = shortOrLong(parsePort, longPort, 'a port such as "8080:80", or {target: 80, published: 8080}', [
+  'string',
+  'integer',
+]);
+
+/** A mount: `"./dir:/target:ro"`, or the long form (`{type: bind, source: ./dir, target: /target}`). */
+const mount = shortOrLong(
+  parseMount,
+  longMount,
+  'a volume such as "./dir:/target" or "name:/target", or {type: bind, source: ./dir, target: /target}',
+  ['string'],
+);
 
 /**
  * One dependency. `condition` is the long form's; without it (the list form) holos waits for
@@ -276,7 +329,7 @@ export const serviceSchema = z.strictObject({
   replicas: z.int().min(0).max(253).default(1),
   vm: vm.default(vm.parse({})),
   ports: z.array(port).default([]),
-  volumes: z.array(parsed(parseMount, 'a volume such as "./dir:/target" or "name:/target"')).default([]),
+  volumes: z.array(mount).default([]),
   depends_on: dependencies,
   healthcheck: healthcheck.optional(),
   stop_grace_period: duration.default(30_000),

@@ -118,12 +118,13 @@ export function hostsDigest(hosts: Record<string, string>): string {
  * What the seed renders of a mount: a bind mount's host path is QEMU's business, not the
  * guest's, so a moved project directory does not rewrite its seeds.
  */
-const renderedOfMount = ({ type, target, readOnly, device, source }: ResolvedMount) => ({
-  type,
-  target,
-  readOnly,
-  device,
-  label: type === 'volume' ? source : undefined,
+const renderedOfMount = (mount: ResolvedMount) => ({
+  type: mount.type,
+  target: mount.target,
+  readOnly: mount.readOnly,
+  device: mount.device,
+  label: mount.type === 'volume' ? mount.source : undefined,
+  ...(mount.type === 'bind' && { automount: mount.automount, options: mount.options }),
 });
 
 /**
