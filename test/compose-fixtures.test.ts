@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+import { toConfig } from '../src/compose/config.js';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { validateComposeFile } from '../src/compose/load.js';
@@ -20,6 +22,18 @@ for (const name of yamlIn('valid')) {
     assert.ok(result.ok, result.ok ? '' : result.problems.join('\n'));
     const project = resolveProject(result.loaded);
     assert.equal(project.services.length, Object.keys(result.loaded.compose.services).length);
+    // `holos config` round-trips: its output is a valid file of the same project.
+    const printed = stringify(toConfig(project));
+    const again = join(root, 'valid', `.roundtrip-${name}`);
+    writeFileSync(again, printed);
+    try {
+      const second = validateComposeFile(again);
+      assert.ok(second.ok, second.ok ? '' : `config of ${name}:\n${second.problems.join('\n')}`);
+      const json = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+      assert.deepEqual(json(toConfig(resolveProject(second.loaded))), json(toConfig(project)));
+    } finally {
+      rmSync(again);
+    }
   });
 }
 

@@ -10,7 +10,10 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
   const { spec } = service;
   const instances = project.instances.filter((i) => i.service === service.name);
   return {
-    image: service.image.kind === 'local' ? service.image.path : service.image.ref,
+    // A dockerfile's FROM names the image when the file does not.
+    ...(service.image.ref !== '' && {
+      image: service.image.kind === 'local' ? service.image.path : service.image.ref,
+    }),
     image_format: service.image.format,
     ...(spec.dockerfile !== undefined && { dockerfile: spec.dockerfile }),
     replicas: spec.replicas,
@@ -20,7 +23,19 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
       ...(spec.vm.disk_size !== undefined && { disk_size: formatSize(spec.vm.disk_size) }),
     },
     ports: spec.ports.map(formatPort),
-    volumes: service.mounts.map((m) => `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`),
+    // The short form, unless a bind mount says more than it can.
+    volumes: service.mounts.map((m) =>
+      m.type === 'bind' && (m.automount === false || m.options)
+        ? {
+            type: 'bind',
+            source: m.source,
+            target: m.target,
+            read_only: m.readOnly,
+            ...(m.automount === false && { automount: false }),
+            ...(m.options && { mount_options: m.options }),
+          }
+        : `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`,
+    ),
     // As written: the list form, or the long form with each condition.
     depends_on: spec.depends_on.every((d) => d.condition === undefined)
       ? spec.depends_on.map((d) => d.service)
@@ -56,7 +71,26 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
   };
 }
 
+/**
+ * Values as a file must spell them to mean themselves: every `$` doubled, since they were
+ * interpolated once already (`echo $$HOME` was read as `echo $HOME`). Extension keys are not
+ * interpolated, so they stay as they are.
+ */
+function escapeDollars<T>(value: T): T {
+  if (typeof value === 'string') return value.replaceAll('$', () => '$$') as T;
+  if (Array.isArray(value)) return value.map(escapeDollars) as T;
+  if (value && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, k.startsWith('x-') ? v : escapeDollars(v)]),
+    ) as T;
+  return value;
+}
+
 export function toConfig(project: ResolvedProject) {
+  return escapeDollars(unescapedConfig(project));
+}
+
+function unescapedConfig(project: ResolvedProject) {
   const defaultNetwork = project.networks.find((n) => n.name === 'default');
   return {
     name: project.name,
