@@ -1038,3 +1038,24 @@ test("depends_on's long form: service_started waits for the start only; service_
   );
   assert.ok(gated.actions.find((a) => a.id === 'instance:web-0')!.after.includes('health:db'));
 });
+
+test("compose's healthcheck forms: CMD is the argv, CMD-SHELL goes through sh, NONE and disable mean none", () => {
+  const text = shop.replace(
+    'healthcheck: { test: pg_isready }',
+    'healthcheck: { test: ["CMD", "pg_isready", "-U", "postgres"], start_interval: 1s, start_period: 10s }',
+  );
+  const desired = composeFile(text)();
+  assert.deepEqual(desired.project.services[0]!.spec.healthcheck, {
+    test: ['pg_isready', '-U', 'postgres'],
+    interval: 30_000,
+    retries: 3,
+    start_period: 10_000,
+    start_interval: 1_000,
+    timeout: 5_000,
+  });
+  for (const none of ['{ test: ["NONE"] }', '{ disable: true }']) {
+    const off = composeFile(shop.replace('healthcheck: { test: pg_isready }', `healthcheck: ${none}`))();
+    assert.equal(off.project.services[0]!.spec.healthcheck, null, none);
+    assert.deepEqual(plan(off, freshHost(off), up(off)).gates, [], `${none}: web waits for no healthcheck`);
+  }
+});

@@ -52,16 +52,50 @@ const vm = z.strictObject({
   extra_args: stringList.default([]),
 });
 
-const healthcheck = z.strictObject({
-  test: z
-    .union([z.string().min(1), z.array(z.string()).min(1)], {
-      error: 'must be a command: a string run by sh -c, or a list such as ["pg_isready", "-U", "postgres"]',
-    })
-    .transform((test) => (typeof test === 'string' ? ['sh', '-c', test] : test)),
-  interval: duration.default(30_000),
-  retries: z.int().min(1).default(3),
-  start_period: duration.default(0),
-  timeout: duration.default(5_000),
+/**
+ * A healthcheck's command as compose writes it: a string (run by `sh -c`), `["CMD", argv…]`,
+ * `["CMD-SHELL", "command"]`, or `["NONE"]` (no healthcheck); and holos's own argv list
+ * (`["pg_isready", "-U", "postgres"]`). Always an argv, or null for none.
+ */
+function healthTest(test: string | string[]): string[] | null {
+  if (typeof test === 'string') return ['sh', '-c', test];
+  const [first, ...rest] = test;
+  if (first === 'NONE') return null;
+  if (first === 'CMD') return rest;
+  if (first === 'CMD-SHELL') return ['sh', '-c', rest.join(' ')];
+  return test;
+}
+
+const healthcheckFields = z
+  .strictObject({
+    test: z
+      .union([z.string().min(1), z.array(z.string()).min(1)], {
+        error:
+          'must be a command: a string run by sh -c, or a list such as ["CMD", "pg_isready", "-U", "postgres"]',
+      })
+      .optional(),
+    interval: duration.default(30_000),
+    retries: z.int().min(1).default(3),
+    start_period: duration.default(0),
+    /** How often to probe during start_period (compose's), instead of `interval`. */
+    start_interval: duration.optional(),
+    timeout: duration.default(5_000),
+    /** Compose's way to turn off a healthcheck (an image's, there; here, one merged in). */
+    disable: z.boolean().default(false),
+  })
+  .superRefine((h, ctx) => {
+    if (!h.disable && h.test === undefined)
+      ctx.addIssue({ code: 'custom', path: ['test'], message: 'needs a command, or disable: true for none' });
+    if (Array.isArray(h.test) && ['CMD', 'CMD-SHELL'].includes(h.test[0]!) && h.test.length < 2)
+      ctx.addIssue({ code: 'custom', path: ['test'], message: `${h.test[0]} needs the command after it` });
+  });
+
+/** A healthcheck, or null when it says there is none (`disable: true`, `["NONE"]`). */
+const healthcheck = healthcheckFields.transform(({ test, disable, start_interval, ...rest }) => {
+  const argv = disable || test === undefined ? null : healthTest(test);
+  return argv === null
+    ? null
+    : { test: argv, ...rest, ...(start_interval !== undefined && { start_interval }) };
 });
 
 const writeFile = z.strictObject({
@@ -383,7 +417,7 @@ export const composeSchema = z.strictObject({
 
 export type Compose = z.infer<typeof composeSchema>;
 export type Service = z.infer<typeof serviceSchema>;
-export type Healthcheck = z.infer<typeof healthcheck>;
+export type Healthcheck = NonNullable<z.infer<typeof healthcheck>>;
 export type WriteFile = z.infer<typeof writeFile>;
 export type Command = Service['cloud_init']['runcmd'][number];
 export type Device = Service['devices'][number];

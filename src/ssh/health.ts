@@ -49,6 +49,11 @@ export async function waitHealthy(
       throw new Error(
         `unhealthy after ${failures} failed probe${failures === 1 ? '' : 's'} (interval ${formatDuration(check.interval)}): ${result.output}`,
       );
-    await sleep(check.interval, opts.signal);
+    // Compose's start_interval: quicker probes while the service is still starting.
+    const starting = Date.now() - startedAt < check.start_period;
+    await sleep(
+      starting && check.start_interval !== undefined ? check.start_interval : check.interval,
+      opts.signal,
+    );
   }
 }
