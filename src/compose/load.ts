@@ -225,6 +225,15 @@ export interface ValidateOptions {
   limits?: Partial<Limits>;
 }
 
+/** The `.env` a compose file reads: the one named (--env-file, $HOLOS_ENV_FILE), else the one beside it. */
+export function envFileOf(file: string, options: Pick<ValidateOptions, 'env' | 'envFile'> = {}) {
+  const named = options.envFile ?? ((options.env ?? process.env).HOLOS_ENV_FILE || undefined);
+  return {
+    path: named === undefined ? join(dirname(file), '.env') : resolve(named),
+    named: named !== undefined,
+  };
+}
+
 /**
  * The variables of `${…}`: the environment, then the `.env` file (the environment wins, as in
  * compose). A `.env` named explicitly must exist; the default one may not. A message when the
@@ -232,13 +241,12 @@ export interface ValidateOptions {
  */
 function variables(file: string, options: ValidateOptions): Lookup | string {
   const env = options.env ?? process.env;
-  const named = options.envFile ?? (env.HOLOS_ENV_FILE || undefined);
-  const path = named === undefined ? join(dirname(file), '.env') : resolve(named);
+  const { path, named } = envFileOf(file, options);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && named === undefined) return (name) => env[name];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !named) return (name) => env[name];
     return `${path}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such env file' : (error as Error).message}`;
   }
   const fromFile = parseEnv(text);

@@ -7,7 +7,7 @@ import type { ProjectLayout } from '../state/layout.js';
 import { acquireLock } from '../state/lock.js';
 import { readProjectRecord } from '../state/project.js';
 import type { ApplyResult } from './apply.js';
-import { loadCompose, type LoadedCompose } from '../compose/load.js';
+import { envFileOf, loadCompose, type LoadedCompose } from '../compose/load.js';
 import { openLoaded, type Session } from '../session.js';
 import { projectLayout } from '../state/layout.js';
 import { ApplyFailed, converge, type Planned } from './converge.js';
@@ -89,7 +89,8 @@ function watchedPaths(session: Session): string[] {
   const dockerfiles = project.services.flatMap((s) =>
     s.spec.dockerfile ? [resolve(project.dir, s.spec.dockerfile)] : [],
   );
-  return [project.file, ...dockerfiles];
+  // The .env its variables come from, too: an edit of it is an edit of the file.
+  return [project.file, envFileOf(project.file).path, ...dockerfiles];
 }
 
 export async function watch(opts: WatchOptions): Promise<void> {
