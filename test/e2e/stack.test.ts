@@ -524,7 +524,7 @@ e2eTest(
           const plan = await planJson();
           assert.deepEqual(
             plan.actions.map((a) => `${a.id} ${a.verb} ${a.cause}`),
-            [`segment:${project} start drift`],
+            ['segment:default start drift'],
           );
           await holosOk(['up']);
           await withSsh('web-0', async (web) => {
