@@ -5,16 +5,16 @@
 //    (a tab in a plain scalar), and the guest came up with no user and no key; now the command
 //    runs, and `holos exec` gets in at all only because cloud-init read the user-data.
 // 1b. Issue #18: the named volume grows 1G → 2G online (the guest's df shows it at once, its
-//    data kept, no restart); the root disk grows 2G → 3G during a restart (same file, the
-//    guest's growpart takes the room); smaller sizes of either are refused in one line.
-// 2. A bind mount added and the named volume made read-only, on the running VM: a restart,
-//    not a recreate. The root disk is the same file (inode) and a file written in it is still
-//    there; the guest mounts what it now has.
+//    data kept, no restart); a smaller size is refused in one line.
+// 2. On the running VM, a bind mount added, the named volume made read-only and the root disk
+//    grown 2G → 3G (#18: resized during the restart; the guest's growpart takes the room; a
+//    smaller size is refused): one restart, not a recreate. The root disk is the same file
+//    (inode) and a file written in it is still there; the guest mounts what it now has.
 // 3. The project directory moved: the project is adopted with a notice, the root disk rebased
 //    onto the base image's new path and kept, the bind mount follows.
 // 4. `down -v` removes the volume.
 //
-// Four boots under TCG, a minute or so each. Figures are diagnostics, never assertions.
+// Three boots under TCG, a minute or so each. Figures are diagnostics, never assertions.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -145,41 +145,21 @@ e2eTest(
         'holos: volumes.data.size is 512M, smaller than the volume (2G); a volume never shrinks (it would lose data): set 2G or more\n',
       );
 
+      // 2. Mounts edited on the running VM, and its root disk grown (#18): one restart.
       const rootBefore = await sizeMiB('/');
-      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '2G', diskSize: '3G' }));
-      const bigger = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
-      assert.deepEqual(
-        bigger.actions.map((a) => `${a.kind} ${a.verb}`),
-        ['overlay resize', 'instance restart'],
-        'a bigger root disk is resized during a restart, not made anew',
-      );
-      started = Date.now();
-      await holosOk('up');
-      assert.equal(statSync(disk).ino, inode, 'the same root disk');
-      assert.equal(await guest('cat /root/marker'), 'kept\n', 'a file in the root disk survived');
-      const rootAfter = await sizeMiB('/');
-      t.diagnostic(
-        `root: ${rootBefore} MiB → ${rootAfter} MiB, restart to a login ${((Date.now() - started) / 1000).toFixed(0)}s`,
-      );
-      assert.ok(rootAfter > rootBefore + 500, `growpart took the room: ${rootBefore} → ${rootAfter} MiB`);
-      await proj.write('holos.yaml', composeText(['data:/data'], { volumeSize: '2G', diskSize: '1G' }));
-      const smaller = await holos('plan');
-      assert.notEqual(smaller.code, 0);
-      assert.match(
-        smaller.stderr,
-        /^holos: app-0: vm\.disk_size 1G is smaller than its root disk \(3G\); a disk never shrinks/,
-      );
-
-      // 2. Mounts edited on the running VM.
       await proj.write('holos.yaml', composeText(['data:/data:ro', './share:/share:ro'], grown));
       const planned = JSON.parse((await holosOk('plan', '--json')).stdout) as { actions: Action[] };
       assert.deepEqual(
         planned.actions.map((a) => `${a.kind} ${a.verb}`),
-        ['seed write', 'instance restart'],
-        'a mount edit is a restart with a new seed, never a new disk',
+        ['seed write', 'overlay resize', 'instance restart'],
+        'a mount edit and a bigger root disk: a restart with a new seed and the disk resized, never a new disk',
       );
       started = Date.now();
-      assert.deepEqual(actionsOf((await holosOk('up', '--json')).stdout), ['seed write', 'instance restart']);
+      assert.deepEqual(actionsOf((await holosOk('up', '--json')).stdout), [
+        'seed write',
+        'overlay resize',
+        'instance restart',
+      ]);
       assert.equal(statSync(disk).ino, inode, 'the same root disk');
       // One login for every check (each costs seconds under TCG): a line per answer.
       const [marker, share, options, onVolume, write, fstabLines] = (
@@ -195,6 +175,20 @@ e2eTest(
       assert.equal(write, 'refused');
       assert.equal(fstabLines, '2', "holos's fstab lines are this boot's mounts");
       t.diagnostic(`restart with new mounts to a login: ${((Date.now() - started) / 1000).toFixed(0)}s`);
+      const rootAfter = await sizeMiB('/');
+      t.diagnostic(`root: ${rootBefore} MiB → ${rootAfter} MiB`);
+      assert.ok(rootAfter > rootBefore + 500, `growpart took the room: ${rootBefore} → ${rootAfter} MiB`);
+      await proj.write(
+        'holos.yaml',
+        composeText(['data:/data:ro', './share:/share:ro'], { ...grown, diskSize: '1G' }),
+      );
+      const smaller = await holos('plan');
+      assert.notEqual(smaller.code, 0);
+      assert.match(
+        smaller.stderr,
+        /^holos: app-0: vm\.disk_size 1G is smaller than its root disk \(3G\); a disk never shrinks/,
+      );
+      await proj.write('holos.yaml', composeText(['data:/data:ro', './share:/share:ro'], grown));
 
       // 3. The project directory moved (renamed).
       const moved = join(proj.dir, '..', 'moved');

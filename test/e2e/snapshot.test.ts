@@ -7,13 +7,14 @@
 // 2. The stack at one moment: a counter in each VM, `snapshot save --all`, both counters moved
 //    on, `snapshot restore --all`: both back to the same moment.
 // 3. Offline: db stopped, a snapshot of its disks only; started, the file changed and the
-//    volume's deleted; such a snapshot is refused on the running VM, with what to do; stopped
-//    again, restored, started: both back.
-// 4. `holos export` of db's root disk at a snapshot: the image of another project, which boots
-//    with db's file in it.
+//    volume's deleted; such a snapshot is refused on the running VM, with what to do, and so is
+//    an export of its disk as it is now; stopped again, restored.
+// 4. What the restore left, booted elsewhere: db's root disk through `holos export`, as the
+//    image of another project, and its volume through `holos volumes export` and `import`: both
+//    files are back.
 //
 // Save and restore times are printed beside the stack's `up` and `down`: diagnostics, never
-// assertions. Two boots, then two more of db and one of the exported image under TCG.
+// assertions. Two boots, then one more of db and one of the exported image under TCG.
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -128,39 +129,44 @@ e2eTest(
         diskOnly.stderr,
         "holos: db-0's snapshot cold was taken while it was stopped (disks only): stop it first (holos stop db), restore, then start it\n",
       );
-      await holosOk('stop', 'db');
-      const restoreCold = await timed('snapshot', 'restore', 'db', 'cold', '--yes');
-      await holosOk('start', 'db');
-      assert.equal(await guest('db-0', 'cat /root/f /data/f'), 'offline\noffline\n', 'both back, booted');
-      const rm = await holosOk('snapshot', 'rm', 'db', 'cold');
-      assert.match(rm.stderr, /^db-0: snapshot cold removed$/m);
-
-      // 4. A golden image: db's root disk at snapshot one, as the image of another project.
       const golden = join(proj.dir, 'golden.qcow2');
       const running = await holos('export', 'db', golden);
       assert.notEqual(running.code, 0);
       assert.match(running.stderr, /^holos: db-0 is running, so its disk changes under the copy/);
-      const exported = await timed('export', 'db', golden, '--snapshot', 'one');
+      const exported = await timed('export', 'db', join(proj.dir, 'at-one.qcow2'), '--snapshot', 'one');
+      await holosOk('stop', 'db');
+      const restoreCold = await timed('snapshot', 'restore', 'db', 'cold', '--yes');
+      const rm = await holosOk('snapshot', 'rm', 'db', 'cold');
+      assert.match(rm.stderr, /^db-0: snapshot cold removed$/m);
+
+      // 4. db's disks as restored, booted elsewhere: its root disk exported as the image of another
+      // project, its volume exported and imported there; both files are back at cold's moment.
+      await holosOk('export', 'db', golden);
+      const volume = join(proj.dir, 'data.qcow2');
+      await holosOk('volumes', 'export', 'data', volume);
       const other = await tempProject(t);
       await other.write(
         'holos.yaml',
-        `name: golden\nservices:\n  copy:\n    image: ${golden}\n    stop_grace_period: 10s\n`,
+        `name: golden\nservices:\n  copy:\n    image: ${golden}\n    stop_grace_period: 10s\n    volumes: ["data:/data"]\nvolumes:\n  data: {}\n`,
       );
-      const inOther = (...args: string[]) =>
-        runHolosIn(ns, args, {
+      const inOther = async (...args: string[]) => {
+        const r = await runHolosIn(ns, args, {
           cwd: other.dir,
           env: { ...other.env, HOLOS_ACCEL: process.env.HOLOS_ACCEL ?? 'tcg' },
           timeoutMs: 10 * 60_000,
         });
-      assert.equal((await inOther('up', '--wait')).code, 0);
+        assert.equal(r.code, 0, `holos ${args.join(' ')} (golden): ${r.stderr}`);
+        return r;
+      };
+      await inOther('volumes', 'import', volume, 'data');
+      await inOther('up', '--wait');
       const copied = await inOther('exec', '-w', '6m', 'copy', '--', 'sudo', 'cat', '/root/f', '/data/f');
       assert.equal(
         copied.stdout,
-        'before\n',
-        "the exported root disk boots elsewhere, with db's file (not its volume)",
+        'offline\noffline\n',
+        "cold's root disk and volume, restored offline, boot elsewhere",
       );
-      assert.match(copied.stderr, /\/data\/f: No such file or directory/);
-      assert.equal((await inOther('down')).code, 0);
+      await inOther('down', '-v');
 
       const down = await timed('down', '-v');
       t.diagnostic(
