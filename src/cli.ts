@@ -12,7 +12,12 @@ import packageJson from '../package.json' with { type: 'json' };
 const program = new Command('holos')
   .description('docker compose for QEMU/KVM: a stack of VMs from one holos.yaml')
   .version(packageJson.version, '-V, --version')
-  .option('-f, --file <path>', 'compose file (default: $HOLOS_FILE, else holos.yaml or holos.yml here)')
+  .addOption(
+    new Option(
+      '-f, --file <path>',
+      'compose file; again to merge another over it (default: $HOLOS_FILE, else holos.yaml and holos.override.yaml here)',
+    ).argParser((file: string, earlier: string[] = []) => [...earlier, file]),
+  )
   .option('-p, --project-name <name>', 'project name (default: name: in the file, else its directory name)')
   .option(
     '--state-dir <dir>',
@@ -29,11 +34,19 @@ const program = new Command('holos')
     '--env-file <path>',
     'variables for ${…} in the file (default: $HOLOS_ENV_FILE, else .env beside it)',
   )
+  .addOption(
+    new Option(
+      '--profile <name>',
+      'enable the services of this profile; again for another, * for all (default: $HOLOS_PROFILES)',
+    ).argParser((name: string, earlier: string[] = []) => [...earlier, name]),
+  )
   .showHelpAfterError('(run holos --help for usage)')
-  // Every verb that loads the file reads it through $HOLOS_ENV_FILE (compose/load.ts).
+  // Every verb that loads the file reads these through $HOLOS_ENV_FILE (compose/load.ts) and
+  // $HOLOS_PROFILES (compose/profiles.ts), as the child processes of a verb would.
   .hook('preAction', () => {
-    const { envFile } = globals();
+    const { envFile, profile } = globals();
     if (envFile !== undefined) process.env.HOLOS_ENV_FILE = resolve(envFile);
+    if (profile !== undefined) process.env.HOLOS_PROFILES = profile.join(',');
   });
 
 const globals = () => program.opts<GlobalOptions>();

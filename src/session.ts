@@ -22,7 +22,7 @@ export interface Session {
 
 export interface OpenOptions {
   cwd: string;
-  file?: string;
+  files?: readonly string[];
   projectName?: string;
   /** `up --take-over`: the project may be managed from this file although another one made it. */
   takeOver?: boolean;
@@ -61,6 +61,7 @@ export function emptyProject(name: string, stateDir: string): Session {
   const project: ResolvedProject = {
     name,
     file: '',
+    files: [],
     dir: '',
     services: [],
     levels: [],

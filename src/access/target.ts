@@ -1,4 +1,4 @@
-import { findComposeFile } from '../compose/load.js';
+import { findComposeFiles } from '../compose/load.js';
 import { UserError } from '../errors.js';
 import { openProject } from '../session.js';
 import * as keypair from '../resources/keypair.js';
@@ -30,13 +30,13 @@ export type InstanceInfo = InstanceState;
  */
 export async function openAccessProject(
   stateDir: string,
-  options: { cwd: string; file?: string; projectName?: string },
+  options: { cwd: string; files?: readonly string[]; projectName?: string },
 ): Promise<AccessProject> {
-  let file: string | undefined;
+  let files: string[] | undefined;
   try {
-    file = findComposeFile(options.cwd, options.file);
+    files = findComposeFiles(options.cwd, options.files);
   } catch (error) {
-    if (!(error instanceof UserError) || options.file) throw error;
+    if (!(error instanceof UserError) || options.files?.length) throw error;
     if (!options.projectName) {
       const known = await projectsIn(stateDir);
       throw new UserError(
@@ -44,7 +44,7 @@ export async function openAccessProject(
       );
     }
   }
-  if (file === undefined) {
+  if (files === undefined) {
     const name = options.projectName!;
     const layout = projectLayout(stateDir, name);
     const known = await projectsIn(stateDir);
@@ -55,7 +55,7 @@ export async function openAccessProject(
     const services = [...new Set((await listInstances(layout)).map((i) => i.service))];
     return { name, layout, services, declared: [] };
   }
-  const session = await openProject(stateDir, { ...options, file });
+  const session = await openProject(stateDir, { ...options, files });
   return {
     name: session.project.name,
     layout: session.layout,

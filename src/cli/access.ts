@@ -14,7 +14,7 @@ import { stateDirOf, type GlobalOptions } from './context.js';
 const accessProject = (globals: GlobalOptions) =>
   openAccessProject(stateDirOf(globals), {
     cwd: process.cwd(),
-    file: globals.file,
+    files: globals.file,
     projectName: globals.projectName,
   });
 

@@ -3,13 +3,16 @@ import { join } from 'node:path';
 
 /** The global options every verb receives. */
 export interface GlobalOptions {
-  file?: string;
+  /** -f, once per file (compose/load.ts findComposeFiles). */
+  file?: string[];
   projectName?: string;
   stateDir?: string;
   debug?: boolean;
   logLevel?: string;
   logFile?: string;
   envFile?: string;
+  /** --profile, once per profile (compose/profiles.ts). */
+  profile?: string[];
 }
 
 /** `--state-dir`, else `$HOLOS_STATE_DIR`, else /var/lib/holos for root, else ~/.local/state/holos. */

@@ -39,7 +39,7 @@ function sourceNamed(ref: string): ImageSource {
 
 /** The catalog and URL images the compose file's services use, with the lock file's pins. */
 function composeImages(globals: GlobalOptions) {
-  const loaded = loadCompose({ cwd: process.cwd(), file: globals.file, projectName: globals.projectName });
+  const loaded = loadCompose({ cwd: process.cwd(), files: globals.file, projectName: globals.projectName });
   return { dir: loaded.dir, sources: sourcesOf(resolveProject(loaded).services) };
 }
 
@@ -267,7 +267,7 @@ export async function lock(globals: GlobalOptions, options: { json?: boolean }) 
   const stateDir = stateDirOf(globals);
   const session = await openProject(stateDir, {
     cwd: process.cwd(),
-    file: globals.file,
+    files: globals.file,
     projectName: globals.projectName,
   });
   const services = session.project.services.map((s) => s.name);

@@ -1,4 +1,6 @@
-import { findComposeFile, loadCompose } from '../compose/load.js';
+import { findComposeFiles, loadCompose } from '../compose/load.js';
+import { activeServices } from '../compose/profiles.js';
+import type { Service } from '../compose/schema.js';
 import { parseDuration } from '../compose/units.js';
 import { UserError } from '../errors.js';
 import { converge, planSession, type Converged } from '../reconcile/converge.js';
@@ -58,6 +60,8 @@ export function checkServices(all: readonly string[], named: readonly string[]):
 
 interface Target {
   services: string[];
+  /** Each service's spec, for its profiles. */
+  specs: Record<string, Service>;
   layout: ProjectLayout;
   /** Reads the project's record; changing verbs call it under the project's lock. */
   open: () => Promise<Session>;
@@ -77,11 +81,12 @@ async function projectOf(
         `no project ${name} in ${stateDir}${known.length > 0 ? ` (projects: ${known.join(', ')})` : ''}`,
       );
     const session = emptyProject(name, stateDir);
-    return { services: [], layout: session.layout, open: () => Promise.resolve(session) };
+    return { services: [], specs: {}, layout: session.layout, open: () => Promise.resolve(session) };
   }
-  const loaded = loadCompose({ cwd: process.cwd(), file: globals.file, projectName: globals.projectName });
+  const loaded = loadCompose({ cwd: process.cwd(), files: globals.file, projectName: globals.projectName });
   return {
     services: Object.keys(loaded.compose.services),
+    specs: loaded.compose.services,
     layout: projectLayout(stateDir, loaded.project),
     open: () => openLoaded(stateDir, loaded, { takeOver: options.takeOver }),
   };
@@ -106,8 +111,11 @@ export async function mutate(
   // Only up and apply have --wait; on the other verbs `wait` is the lock's (true unless --no-wait).
   const ready = (verb === 'up' || verb === 'apply') && options.wait === true;
   const waitTimeoutMs = readyWait(options, ready);
+  // Profiles choose what starts; stop and down act on every service of the project.
+  const services =
+    verb === 'stop' || verb === 'down' ? target.services : activeServices(target.specs, undefined, named);
   const targets = {
-    ...targetsFor(verb, target.services, { named, volumes: options.volumes }),
+    ...targetsFor(verb, services, { named, volumes: options.volumes }),
     ...pullTargets(options),
   };
   if (options.dryRun) {
@@ -151,7 +159,7 @@ export async function mutate(
       signal: timeoutMs === undefined ? undefined : AbortSignal.timeout(timeoutMs),
       healthBypass: process.env.HOLOS_HEALTH_BYPASS === '1',
       ...(stopped !== undefined && {
-        record: { services: named.length > 0 ? named : target.services, stopped },
+        record: { services: named.length > 0 ? named : services, stopped },
       }),
     });
     if (verb === 'down') await forgetProject(session.layout, options.volumes ?? false);
@@ -187,11 +195,11 @@ export async function plan(
 ) {
   const session = await openProject(stateDirOf(globals), {
     cwd: process.cwd(),
-    file: globals.file,
+    files: globals.file,
     projectName: globals.projectName,
   });
   if (session.notice) console.error(`holos: warning: ${session.notice}`);
-  const services = session.project.services.map((s) => s.name);
+  const services = activeServices(Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])));
   const { plan } = await planSession(session, { ...targetsFor('plan', services), ...pullTargets(options) });
   console.log(options.json ? planJson(plan) : formatPlan(plan));
   if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
@@ -204,17 +212,17 @@ export async function ps(g: GlobalOptions, options: { all?: boolean; format: str
   let projects: string[];
   if (options.all) projects = await projectsIn(stateDir);
   else {
-    let file: string | undefined;
+    let files: string[] | undefined;
     try {
-      file = findComposeFile(process.cwd(), g.file);
+      files = findComposeFiles(process.cwd(), g.file);
     } catch (error) {
-      if (g.file || g.projectName) throw error;
+      if (g.file?.length || g.projectName) throw error;
     }
-    if (file || g.projectName) {
+    if (files || g.projectName) {
       projects = [
-        g.projectName && !file
+        g.projectName && !files
           ? g.projectName
-          : (await openProject(stateDir, { cwd: process.cwd(), file, projectName: g.projectName })).project
+          : (await openProject(stateDir, { cwd: process.cwd(), files, projectName: g.projectName })).project
               .name,
       ];
     } else projects = await projectsIn(stateDir);

@@ -101,7 +101,7 @@ export async function snapshot(
     throw new UserError(`--format ${options.format}: use table or json`);
   const project = await openAccessProject(stateDirOf(globals), {
     cwd: process.cwd(),
-    file: globals.file,
+    files: globals.file,
     projectName: globals.projectName,
   });
   const { img } = qemuBinaries();
@@ -235,7 +235,7 @@ export async function exportDisk(
 ): Promise<void> {
   const project = await openAccessProject(stateDirOf(globals), {
     cwd: process.cwd(),
-    file: globals.file,
+    files: globals.file,
     projectName: globals.projectName,
   });
   const { img } = qemuBinaries();

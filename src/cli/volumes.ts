@@ -69,7 +69,7 @@ const usage = (row: VolumeRow) =>
 const openProjectOf = (globals: GlobalOptions) =>
   openAccessProject(stateDirOf(globals), {
     cwd: process.cwd(),
-    file: globals.file,
+    files: globals.file,
     projectName: globals.projectName,
   });
 

@@ -13,7 +13,7 @@ export async function watchVerb(
   options: { resync: string; json?: boolean },
 ): Promise<void> {
   const stateDir = stateDirOf(g);
-  const where = { cwd: process.cwd(), file: g.file, projectName: g.projectName };
+  const where = { cwd: process.cwd(), files: g.file, projectName: g.projectName };
   const { project } = await openProject(stateDir, where);
   checkServices(
     project.services.map((s) => s.name),

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, delimiter, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { interpolateDocument, type Lookup } from './interpolate.js';
 import { ComposeProblems, UserError } from '../errors.js';
@@ -15,13 +15,17 @@ import {
   type NetworkDecl,
   type Service,
 } from './schema.js';
-import { defaultLimits, SourceFile, type Limits, type Position, type Problem } from './source.js';
+import { Merged, type Layer, type Origin } from './merge.js';
+import { defaultLimits, SourceFile, type Limits, type Path, type Position, type Problem } from './source.js';
 
 export const defaultFileNames = ['holos.yaml', 'holos.yml'];
 
 /** A compose file that passed every check. */
 export interface LoadedCompose {
+  /** The file the project is defined by: the first of `files`. */
   file: string;
+  /** Every file merged into it, in order (`-f a -f b`, holos.override.yaml). */
+  files: string[];
   /** Relative paths in the file (images, bind mounts, dockerfiles) are relative to this. */
   dir: string;
   project: string;
@@ -32,16 +36,30 @@ export interface LoadedCompose {
 export type Validation =
   { ok: true; file: string; loaded: LoadedCompose } | { ok: false; file: string; problems: string[] };
 
-/** `-f`, else `$HOLOS_FILE`, else holos.yaml or holos.yml in the working directory. */
-export function findComposeFile(cwd: string, explicit?: string): string {
-  const chosen = explicit ?? process.env.HOLOS_FILE;
-  if (chosen) return resolve(cwd, chosen);
-  for (const name of defaultFileNames) {
-    const candidate = resolve(cwd, name);
-    if (statPath(candidate) === 'file') return candidate;
-  }
-  throw new UserError(`no holos.yaml or holos.yml in ${cwd}; create one, or name it with -f FILE`);
+/** Beside holos.yaml, merged over it when no file is named (compose's compose.override.yaml). */
+export const overrideFileNames = ['holos.override.yaml', 'holos.override.yml'];
+
+/**
+ * The compose files of the project, first the one it is defined by: each `-f` in order, else
+ * those `$HOLOS_FILE` lists (separated by ":", as compose's COMPOSE_FILE), else holos.yaml (or
+ * holos.yml) in the working directory and the holos.override.yaml beside it, if there is one.
+ */
+export function findComposeFiles(cwd: string, explicit: readonly string[] = []): string[] {
+  const chosen =
+    explicit.length > 0 ? explicit : (process.env.HOLOS_FILE ?? '').split(delimiter).filter((f) => f !== '');
+  if (chosen.length > 0) return chosen.map((file) => resolve(cwd, file));
+  const first = (names: string[]) =>
+    names.map((name) => resolve(cwd, name)).find((candidate) => statPath(candidate) === 'file');
+  const main = first(defaultFileNames);
+  if (main === undefined)
+    throw new UserError(`no holos.yaml or holos.yml in ${cwd}; create one, or name it with -f FILE`);
+  const override = first(overrideFileNames);
+  return override === undefined ? [main] : [main, override];
 }
+
+/** The file a project is defined by: the first of findComposeFiles. */
+export const findComposeFile = (cwd: string, explicit: readonly string[] = []) =>
+  findComposeFiles(cwd, explicit)[0]!;
 
 function statPath(path: string): PathKind {
   try {
@@ -126,23 +144,36 @@ export function displayName(file: string): string {
   return rel.startsWith('..') || isAbsolute(rel) ? file : rel;
 }
 
-/** One line per distinct problem, in file order: the same message at the same place is said once. */
-function problemLines(file: string, problems: Problem[]): string[] {
-  const name = escapeUnprintable(displayName(file));
-  const where = (at?: Position) => (at ? `${name}:${at.line}:${at.col}` : name);
+/**
+ * One line per distinct problem, files in their order and each in file order: the same message
+ * at the same place is said once.
+ */
+function problemLines(files: readonly string[], problems: Problem[]): string[] {
+  const fileOf = (problem: Problem) => problem.file ?? files[0]!;
+  const where = (problem: Problem) => {
+    const name = escapeUnprintable(displayName(fileOf(problem)));
+    return problem.position ? `${name}:${problem.position.line}:${problem.position.col}` : name;
+  };
   const sorted = [...problems].sort(
     (a, b) =>
-      (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0),
+      files.indexOf(fileOf(a)) - files.indexOf(fileOf(b)) ||
+      (a.position?.line ?? 0) - (b.position?.line ?? 0) ||
+      (a.position?.col ?? 0) - (b.position?.col ?? 0),
   );
-  return [...new Set(sorted.map((problem) => `${where(problem.position)}: ${printable(problem.message)}`))];
+  return [...new Set(sorted.map((problem) => `${where(problem)}: ${printable(problem.message)}`))];
 }
 
-function located(source: SourceFile, issue: Issue): Problem {
+/** An issue at `path` of `source`'s data (or, through `origin`, of the merged data) as a problem. */
+function located(issue: Issue, origin: (path: Path) => Origin<SourceFile>): Problem {
+  const { source, path } = origin(issue.path);
   return {
-    position: source.positionOf(issue.path, issue.anchor),
+    file: source.file,
+    position: source.positionOf(path, issue.anchor),
     message: issue.path.length > 0 ? `${formatPath(issue.path)}: ${issue.message}` : issue.message,
   };
 }
+
+const inFile = (source: SourceFile) => (path: Path) => ({ source, path });
 
 function cannotRead(file: string, error: unknown): UserError {
   const reason =
@@ -255,32 +286,67 @@ function variables(file: string, options: ValidateOptions): Lookup | string {
 
 /** Reads and checks a compose file. Touches nothing but the file and the paths it names. */
 export function validateComposeFile(file: string, options: ValidateOptions = {}): Validation {
-  const limits = { ...defaultLimits, ...options.limits };
-  const failed = (problems: Problem[]): Validation => ({
-    ok: false,
-    file,
-    problems: problemLines(file, problems),
-  });
+  return validateComposeFiles([file], options);
+}
+
+/** One file read, interpolated and parsed: a layer of the merge, or what is wrong with it. */
+function readLayer(
+  file: string,
+  lookup: Lookup,
+  limits: Limits,
+  first: boolean,
+): Layer<SourceFile> | Problem[] {
+  const inThis = (problems: Problem[]) => problems.map((problem) => ({ file, ...problem }));
   const text = readText(file, limits.maxBytes);
-  if (typeof text !== 'string') return failed([text]);
+  if (typeof text !== 'string') return inThis([text]);
   // Size, depth and alias expansion are bounded here, so nothing below can run out of stack
-  // or memory: toJS, withoutExtensions and zod all recurse.
+  // or memory: toJS, withoutExtensions, the merge and zod all recurse.
   const source = new SourceFile(file, text, limits);
-  if (!source.document || source.problems.length > 0) return failed(source.problems);
-  const lookup = variables(file, options);
-  if (typeof lookup === 'string') return failed([{ message: lookup }]);
+  if (!source.document || source.problems.length > 0) return inThis(source.problems);
   const unresolved = interpolateDocument(source.document, lookup);
-  if (unresolved.length > 0) return failed(unresolved.map((issue) => located(source, issue)));
+  if (unresolved.length > 0) return unresolved.map((issue) => located(issue, inFile(source)));
+  const { resets, overrides, problems } = source.mergeTags();
+  if (problems.length > 0) return inThis(problems);
   let data: unknown;
   try {
     // SourceFile counted every alias and merge key expanded (which maxAliasCount does not).
     data = source.document.toJS({ maxAliasCount: -1 });
   } catch (error) {
-    return failed([{ message: (error as Error).message }]);
+    return inThis([{ message: (error as Error).message }]);
   }
-  const raw = withoutExtensions(data);
-  if (raw === null || raw === undefined)
-    return failed([{ message: 'the file is empty; it needs at least a services: mapping' }]);
+  if (data === null || data === undefined) {
+    // An override file may be empty; the file a project is defined by may not.
+    if (first) return inThis([{ message: 'the file is empty; it needs at least a services: mapping' }]);
+    data = {};
+  }
+  return { source, data: withoutExtensions(data), resets, overrides };
+}
+
+/**
+ * Reads, merges (compose/merge.ts) and checks the compose files of one project, the first
+ * defining it: its directory is the project's, the one relative paths and `.env` are beside.
+ */
+export function validateComposeFiles(files: readonly string[], options: ValidateOptions = {}): Validation {
+  const limits = { ...defaultLimits, ...options.limits };
+  const file = files[0]!;
+  const failed = (problems: Problem[]): Validation => ({
+    ok: false,
+    file,
+    problems: problemLines(files, problems),
+  });
+  const lookup = variables(file, options);
+  if (typeof lookup === 'string') return failed([{ message: lookup }]);
+  const layers: Layer<SourceFile>[] = [];
+  const unreadable: Problem[] = [];
+  files.forEach((each, i) => {
+    const layer = readLayer(each, lookup, limits, i === 0);
+    if (Array.isArray(layer)) unreadable.push(...layer);
+    else layers.push(layer);
+  });
+  if (unreadable.length > 0) return failed(unreadable);
+  const merged = new Merged(layers);
+  const raw = merged.value;
+  const origin = (path: Path) => merged.originOf(path);
 
   const dir = dirname(file);
   const result = composeSchema.safeParse(raw);
@@ -304,13 +370,17 @@ export function validateComposeFile(file: string, options: ValidateOptions = {})
   const project = projectName(result.success ? result.data : {}, dir, options.projectName);
   if (typeof project !== 'string') issues.push(project);
   if (issues.length > 0 || !result.success || typeof project !== 'string')
-    return failed(issues.map((issue) => located(source, issue)));
-  return { ok: true, file, loaded: { file, dir, project, compose: result.data } };
+    return failed(issues.map((issue) => located(issue, origin)));
+  return { ok: true, file, loaded: { file, files: [...files], dir, project, compose: result.data } };
 }
 
-/** Loads a valid compose file or throws a UserError listing every problem. */
-export function loadCompose(options: { cwd: string; file?: string; projectName?: string }): LoadedCompose {
-  const validation = validateComposeFile(findComposeFile(options.cwd, options.file), options);
+/** Loads a project's valid compose files or throws a UserError listing every problem. */
+export function loadCompose(options: {
+  cwd: string;
+  files?: readonly string[];
+  projectName?: string;
+}): LoadedCompose {
+  const validation = validateComposeFiles(findComposeFiles(options.cwd, options.files), options);
   if (!validation.ok) throw new ComposeProblems(validation.problems);
   return validation.loaded;
 }

@@ -109,7 +109,9 @@ export interface ResolvedNetwork {
 
 export interface ResolvedProject {
   name: string;
+  /** The file the project is defined by; `files` are all that were merged, it first. */
   file: string;
+  files: string[];
   dir: string;
   /** Services in start order; `levels` groups them for parallel starts. */
   services: ResolvedService[];
@@ -394,6 +396,7 @@ export function resolveProject(loaded: LoadedCompose, recorded?: RecordedAllocat
   return {
     name: project,
     file: loaded.file,
+    files: loaded.files,
     dir,
     services,
     levels,

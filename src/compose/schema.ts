@@ -370,6 +370,17 @@ export const serviceSchema = z.strictObject({
   cloud_init: cloudInit.default(cloudInit.parse({})),
   devices: z.array(device).default([]),
   networks: serviceNetworks,
+  /** Compose's profiles: the service is part of the project only when one is enabled (compose/profiles.ts). */
+  profiles: z
+    .array(
+      z
+        .string()
+        .regex(
+          /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/,
+          'a profile name is letters, digits, "_", "." and "-", starting with a letter or digit',
+        ),
+    )
+    .default([]),
 });
 
 const namedVolume = z.strictObject({ size: size(2 ** 20).default(10 * 2 ** 30) });

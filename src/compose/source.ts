@@ -30,6 +30,8 @@ export interface Position {
 
 /** Something wrong with the file, where it is when that is known. */
 export interface Problem {
+  /** The file it is in, when the project has several (compose/merge.ts); else the one. */
+  file?: string;
   position?: Position;
   message: string;
 }
@@ -189,6 +191,33 @@ export class SourceFile {
       } else break;
       found = this.rangeStart(target) ?? found;
     }
+    return found;
+  }
+
+  /**
+   * The values tagged `!reset` and `!override` (compose's merge tags, compose/merge.ts), and a
+   * problem for any other custom tag: the yaml package would read it as plain text, silently.
+   * Depth is bounded already (DocumentCheck), so recursion is safe here.
+   */
+  mergeTags(): { resets: Path[]; overrides: Path[]; problems: Problem[] } {
+    const found = { resets: [] as Path[], overrides: [] as Path[], problems: [] as Problem[] };
+    const walk = (node: unknown, path: Path): void => {
+      if (!isScalar(node) && !isCollection(node)) return;
+      const { tag } = node;
+      if (tag === '!reset') found.resets.push(path);
+      else if (tag === '!override') found.overrides.push(path);
+      else if (tag !== undefined && !tag.startsWith('tag:yaml.org,2002:'))
+        found.problems.push({
+          position: this.rangeStart(node),
+          message: `unknown tag ${tag}; a compose file knows !reset and !override (in a file merged over another)`,
+        });
+      if (isMap(node))
+        for (const pair of node.items) {
+          if (isScalar(pair.key)) walk(pair.value, [...path, String(pair.key.value)]);
+        }
+      else if (isSeq(node)) node.items.forEach((item, i) => walk(item, [...path, i]));
+    };
+    walk(this.document?.contents, []);
     return found;
   }
 

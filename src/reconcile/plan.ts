@@ -163,11 +163,13 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
   const gates: Gate[] = [];
   for (const service of desired.project.services) {
     // What each dependent waits for: its start, or its healthcheck (condition: service_healthy,
-    // or the list form when it has one).
+    // or the list form when it has one). Nothing, when the dependency is not required and this
+    // verb leaves it alone (a profile not enabled, say).
     const needs = new Map<string, 'started' | 'healthy'>();
+    const leftAlone = targets.services[service.name] === undefined;
     for (const s of desired.project.services)
       for (const d of s.spec.depends_on)
-        if (d.service === service.name)
+        if (d.service === service.name && (d.required || !leftAlone))
           needs.set(
             s.name,
             d.condition === 'service_started' || !service.spec.healthcheck ? 'started' : 'healthy',

@@ -14,6 +14,7 @@ import { ApplyFailed, converge, type Planned } from './converge.js';
 import type { Emit } from '../events.js';
 import { Backoff, Coalescer } from './queue.js';
 import { targetsFor } from './targets.js';
+import { activeServices } from '../compose/profiles.js';
 
 // watch: the pipeline in a loop, level-triggered (DESIGN.md §7). A trigger never says what to
 // do, only that something may have changed: every pass observes everything, plans, applies.
@@ -21,7 +22,7 @@ import { targetsFor } from './targets.js';
 export interface WatchOptions {
   stateDir: string;
   cwd: string;
-  file?: string;
+  files?: readonly string[];
   projectName?: string;
   /** Services to keep converged; empty means the whole project. */
   services: string[];
@@ -83,14 +84,14 @@ class VmWatchers {
   }
 }
 
-/** The files whose change means "read the file again": the compose file and its Dockerfiles. */
+/** The files whose change means "read the file again": the compose files and their Dockerfiles. */
 function watchedPaths(session: Session): string[] {
   const { project } = session;
   const dockerfiles = project.services.flatMap((s) =>
     s.spec.dockerfile ? [resolve(project.dir, s.spec.dockerfile)] : [],
   );
   // The .env its variables come from, too: an edit of it is an edit of the file.
-  return [project.file, envFileOf(project.file).path, ...dockerfiles];
+  return [...project.files, envFileOf(project.file).path, ...dockerfiles];
 }
 
 export async function watch(opts: WatchOptions): Promise<void> {
@@ -155,7 +156,11 @@ export async function watch(opts: WatchOptions): Promise<void> {
         current = session;
         files.add(watchedPaths(session));
         const stopped = (await readProjectRecord(session.layout))?.stopped ?? [];
-        const services = session.project.services.map((s) => s.name);
+        const services = activeServices(
+          Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])),
+          undefined,
+          opts.services,
+        );
         const targets = targetsFor('watch', services, { named: opts.services, stopped });
         let converged: Awaited<ReturnType<typeof converge>> | undefined;
         try {
