@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { Anchor, Path } from './source.js';
-import { refusedServiceKeys } from './refused.js';
+import { refusedServiceKeys, refusedTopLevelKeys } from './refused.js';
 
 /** One thing wrong with a compose file, before it is given a file position. */
 export interface Issue {
@@ -238,12 +238,10 @@ export function fromZod(issues: readonly z.core.$ZodIssue[], schema: AnySchema, 
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(schema, path);
       const service = path.length === 2 && path[0] === 'services';
+      const refused = path.length === 0 ? refusedTopLevelKeys : service ? refusedServiceKeys : {};
       return issue.keys.map((key) => ({
         path: [...path, key],
-        message:
-          service && Object.hasOwn(refusedServiceKeys, key)
-            ? `${key} ${refusedServiceKeys[key]}`
-            : unknownKeyMessage(key, known),
+        message: Object.hasOwn(refused, key) ? `${key} ${refused[key]}` : unknownKeyMessage(key, known),
         anchor: 'key',
       }));
     }

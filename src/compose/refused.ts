@@ -58,4 +58,46 @@ export const refusedServiceKeys: Record<string, string> = {
   build: 'builds a container image; a VM is provisioned from dockerfile: instead',
   expose:
     'opens a container port to linked containers; on a shared network every guest port is reachable (ports: publishes one on the host)',
+  ...Object.fromEntries(
+    ['cpu_count', 'cpu_percent', 'cpu_rt_runtime', 'cpu_rt_period', 'mem_reservation', 'storage_opt'].map(
+      (k) => [
+        k,
+        "tunes a container's cgroup or storage driver; size the VM with vm: (vcpu, memory_mb, disk_size)",
+      ],
+    ),
+  ),
+  ...Object.fromEntries(
+    ['dns', 'dns_search', 'dns_opt'].map((k) => [
+      k,
+      "sets a container's resolver; a guest's comes from its network (write /etc/resolv.conf with cloud_init to change it)",
+    ]),
+  ),
+  domainname: "sets a container's NIS domain; set the guest's with cloud_init (bootcmd)",
+  mac_address: "sets a container's MAC; holos derives each NIC's MAC from the project and instance names",
+  group_add: "adds groups to a container's process; add the user to groups with cloud_init",
+  gpus: 'gives a container GPUs through its runtime; pass a GPU to a VM with devices: (VFIO)',
+  secrets:
+    'mounts compose secrets in a container; write the file with cloud_init.write_files or share it read-only (volumes: ./dir:/target:ro)',
+  configs:
+    'mounts compose configs in a container; write the file with cloud_init.write_files or share it read-only (volumes: ./dir:/target:ro)',
+  credential_spec: 'configures a Windows container account; holos runs Linux guests',
+  extends: 'is not supported; share blocks with YAML anchors (x-common: &c, <<: *c) or an override file (-f)',
+  annotations: 'annotates a container for its runtime; use labels: for metadata',
+  attach: "attaches compose's output to a container's; use holos logs or holos console",
+  post_start: 'runs a command in a started container; run it in the guest with cloud_init (runcmd)',
+  pre_stop: 'runs a command before a container stops; add a systemd unit with ExecStop in the guest',
+  develop: "is compose watch's file sync; share the directory with a bind mount (volumes: ./dir:/target)",
+  label_file: 'reads container labels from a file; write them under labels:',
+  models: 'attaches AI models to a container; holos runs VMs',
+  provider: 'delegates a service to a compose provider plugin; holos runs only VMs',
+  use_api_socket: 'gives a container the Docker API socket; holos runs VMs',
+};
+
+/** Top-level compose keys that mean nothing for a stack of VMs, refused with why. */
+export const refusedTopLevelKeys: Record<string, string> = {
+  secrets: 'declares compose secrets for containers; write files with cloud_init.write_files',
+  configs: 'declares compose configs for containers; write files with cloud_init.write_files',
+  include:
+    'is not supported yet; merge another file over this one with -f (or holos.override.yaml beside it)',
+  models: 'declares AI models for containers; holos runs VMs',
 };
