@@ -55,6 +55,7 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
     cloud_init: { ...spec.cloud_init, user: service.user },
     devices: spec.devices,
     networks: spec.networks,
+    ...(spec.profiles.length > 0 && { profiles: spec.profiles }),
     'x-instances': Object.fromEntries(
       instances.map((i) => [
         i.name,
