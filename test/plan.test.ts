@@ -289,6 +289,15 @@ test('a recorded instance whose QEMU is gone is started again', () => {
   assert.deepEqual(lines(plan(desired, stopped, up(desired))), ['instance start db-0: stopped']);
 });
 
+test('watch leaves an instance that stopped by itself alone (restart policy): no action for it', () => {
+  const desired = composeFile(shop)();
+  const observed = withInstance(hostRunning(desired), 'db-0', { pid: undefined, status: undefined });
+  assert.deepEqual(lines(plan(desired, observed, { ...up(desired), leave: ['db-0'] })), []);
+  assert.deepEqual(lines(plan(desired, observed, { ...up(desired), leave: ['web-0'] })), [
+    'instance start db-0: QEMU exited',
+  ]);
+});
+
 test('QMP run states: paused is resumed, a guest that shut down is restarted', () => {
   const desired = composeFile(shop)();
   const paused = withInstance(hostRunning(desired), 'web-1', { status: 'paused' });

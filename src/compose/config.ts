@@ -52,6 +52,7 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
       },
     }),
     stop_grace_period: formatDuration(spec.stop_grace_period),
+    restart: spec.restart,
     cloud_init: { ...spec.cloud_init, user: service.user },
     devices: spec.devices,
     networks: spec.networks,

@@ -370,6 +370,16 @@ export const serviceSchema = z.strictObject({
   cloud_init: cloudInit.default(cloudInit.parse({})),
   devices: z.array(device).default([]),
   networks: serviceNetworks,
+  /** What watch does when a VM stops by itself (reconcile/restart.ts); compose's default, no. */
+  restart: z
+    .string({
+      error: 'expected no, always, on-failure, on-failure:N or unless-stopped (write "no" in quotes)',
+    })
+    .regex(
+      /^(no|always|unless-stopped|on-failure(:[1-9][0-9]{0,3})?)$/,
+      'must be no, always, on-failure, on-failure:N (at most N restarts) or unless-stopped',
+    )
+    .default('no'),
   /** Compose's profiles: the service is part of the project only when one is enabled (compose/profiles.ts). */
   profiles: z
     .array(

@@ -24,6 +24,8 @@ export interface Targets {
   services: Record<string, Target>;
   /** Instances on disk that the file no longer names (removed services, lower replicas). */
   strays?: Target;
+  /** watch: instances left alone whatever their service's target (stopped by themselves, restart: no). */
+  leave?: readonly string[];
   /** `start`: only instances that were created before; nothing new is made. */
   existingOnly?: boolean;
   /** `down --volumes`: the project's named volumes go too, once its instances are gone. */
@@ -71,7 +73,8 @@ function diffAll(desired: Desired, observed: Observed, targets: Targets, notices
   const ctx: DiffContext = {
     targetOf: (service, instance) =>
       service === undefined ||
-      (instance !== undefined && targets.existingOnly && !observed.instance[instance]?.applied)
+      (instance !== undefined && targets.existingOnly && !observed.instance[instance]?.applied) ||
+      (instance !== undefined && targets.leave?.includes(instance))
         ? undefined
         : targets.services[service],
     removeVolumes: targets.removeVolumes ?? false,

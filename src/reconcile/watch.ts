@@ -1,7 +1,8 @@
 import { dirname, resolve } from 'node:path';
 import { watch as watchFiles } from 'chokidar';
 import { ComposeProblems } from '../errors.js';
-import { QmpClient } from '../observe/qmp.js';
+import { QmpClient, type QmpEvent } from '../observe/qmp.js';
+import { leftStopped, restartsAfter, type Exit } from './restart.js';
 import { inspectProject } from '../state/inspect.js';
 import type { ProjectLayout } from '../state/layout.js';
 import { acquireLock } from '../state/lock.js';
@@ -43,10 +44,14 @@ const worldOf = (planned: Planned, instance: string) =>
     planned.observed.instance[instance] ?? null,
   ]);
 
-/** Persistent QMP connections (on each instance's events socket) that tell when a VM goes away. */
+/**
+ * Persistent QMP connections (on each instance's events socket) that tell when a VM goes away,
+ * and how: `exits` has each instance that stopped by itself since it last ran (restart.ts).
+ */
 class VmWatchers {
   readonly #clients = new Map<string, QmpClient>();
   readonly #kick: (reason: string) => void;
+  readonly exits = new Map<string, Exit>();
 
   constructor(kick: (reason: string) => void) {
     this.#kick = kick;
@@ -63,14 +68,21 @@ class VmWatchers {
       );
       if (!client) continue;
       this.#clients.set(name, client);
+      this.exits.delete(name);
       added.push(name);
-      client.on('event', (event: { event: string }) => {
+      // A power-off the guest asked for is clean; a panic, or QEMU gone without one, is a failure.
+      let poweredOff = false;
+      client.on('event', (event: QmpEvent) => {
+        const reason = (event.data as { reason?: string } | undefined)?.reason;
+        if (event.event === 'SHUTDOWN') poweredOff = reason === 'guest-shutdown';
+        if (event.event === 'GUEST_PANICKED') poweredOff = false;
         if (['SHUTDOWN', 'STOP', 'GUEST_PANICKED'].includes(event.event))
-          this.#kick(`${name}: ${event.event}`);
+          this.#kick(`${name}: ${event.event}${reason ? ` (${reason})` : ''}`);
       });
       client.on('close', () => {
         if (this.#clients.get(name) !== client) return;
         this.#clients.delete(name);
+        this.exits.set(name, poweredOff ? 'poweroff' : 'failure');
         this.#kick(`${name}: QEMU exited`);
       });
     }
@@ -161,7 +173,10 @@ export async function watch(opts: WatchOptions): Promise<void> {
           undefined,
           opts.services,
         );
-        const targets = targetsFor('watch', services, { named: opts.services, stopped });
+        const targets = {
+          ...targetsFor('watch', services, { named: opts.services, stopped }),
+          leave: leaveStopped(session),
+        };
         let converged: Awaited<ReturnType<typeof converge>> | undefined;
         try {
           converged = await converge(session, targets, {
@@ -197,6 +212,36 @@ export async function watch(opts: WatchOptions): Promise<void> {
       clearTimeout(wakeTimer);
       if (wake !== undefined) wakeTimer = setTimeout(() => kick('backoff over'), wake);
     }
+  };
+
+  /** Restarts watch made of each instance in this run (on-failure:N allows N). */
+  const restarts = new Map<string, number>();
+  /** Said once per stop: the instances watch leaves stopped under their restart policy. */
+  const toldStopped = new Set<string>();
+  /**
+   * The instances that stopped by themselves and that their service's restart policy leaves
+   * stopped; the others are started again (counted). A `holos start` from elsewhere runs them
+   * again, and `vms.sync` then forgets how they stopped.
+   */
+  const leaveStopped = (session: Session): string[] => {
+    const leave: string[] = [];
+    for (const [instance, exit] of vms.exits) {
+      const policy = session.project.services.find((s) =>
+        session.project.instances.some((i) => i.name === instance && i.service === s.name),
+      )?.spec.restart;
+      if (policy === undefined) continue;
+      const count = restarts.get(instance) ?? 0;
+      if (restartsAfter(policy, exit, count)) {
+        restarts.set(instance, count + 1);
+        vms.exits.delete(instance);
+        continue;
+      }
+      leave.push(instance);
+      if (!toldStopped.has(instance)) emit({ type: 'warning', message: leftStopped(instance, policy, exit) });
+      toldStopped.add(instance);
+    }
+    for (const instance of toldStopped) if (!vms.exits.has(instance)) toldStopped.delete(instance);
+    return leave;
   };
 
   const coalescer = new Coalescer(pass);

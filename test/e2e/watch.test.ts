@@ -1,4 +1,4 @@
-// `holos watch` on one real VM inside a network namespace: a killed QEMU is restarted at once
+// `holos watch` on one real VM inside a network namespace, under `restart: always`: a killed QEMU is restarted at once
 // (the delay is measured and reported), a guest that powers itself off is restarted, an edit
 // of `replicas` adds an instance without touching the other, an invalid edit changes nothing,
 // a killed switch of the private segment is started again, `holos stop` from another terminal
@@ -33,6 +33,9 @@ services:
     image: ${image}
     replicas: ${replicas}
     stop_grace_period: 5s
+    # Started again after a kill and after a power-off alike (the default, "no", leaves it off:
+    # test/e2e/compose.test.ts).
+    restart: always
 `;
 
 /** `holos watch --json` running inside the namespace, with its events collected as they come. */
