@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { Anchor, Path } from './source.js';
-import { refusedServiceKeys, refusedTopLevelKeys } from './refused.js';
+import { refusedKeysAt } from './refused.js';
 
 /** One thing wrong with a compose file, before it is given a file position. */
 export interface Issue {
@@ -237,8 +237,7 @@ export function fromZod(issues: readonly z.core.$ZodIssue[], schema: AnySchema, 
     const path = issue.path as (string | number)[];
     if (issue.code === 'unrecognized_keys') {
       const known = knownKeysAt(schema, path);
-      const service = path.length === 2 && path[0] === 'services';
-      const refused = path.length === 0 ? refusedTopLevelKeys : service ? refusedServiceKeys : {};
+      const refused = refusedKeysAt(path);
       return issue.keys.map((key) => ({
         path: [...path, key],
         message: Object.hasOwn(refused, key) ? `${key} ${refused[key]}` : unknownKeyMessage(key, known),

@@ -5,6 +5,7 @@ import { parseEnv } from 'node:util';
 import { interpolateDocument, type Lookup } from './interpolate.js';
 import { ComposeProblems, UserError } from '../errors.js';
 import { crossChecks, type PathKind } from './checks.js';
+import { applySynonyms } from './synonyms.js';
 import { escapeUnprintable, formatPath, fromZod, printable, quote, type Issue } from './issues.js';
 import {
   composeSchema,
@@ -355,7 +356,15 @@ export function validateComposeFiles(files: readonly string[], options: Validate
   const serviceEntries = Object.entries(mappingAt(raw, 'services'));
   const services = new Map<string, Service>();
   for (const [name, value] of serviceEntries)
-    if (dnsLabel.test(name)) services.set(name, salvageService(value));
+    if (dnsLabel.test(name)) {
+      const salvaged = salvageService(value);
+      issues.push(...applySynonyms(name, value, salvaged));
+      services.set(name, salvaged);
+    }
+  // The checks saw the settings in holos's keys; so does everything after load.
+  if (result.success)
+    for (const [name, service] of Object.entries(result.data.services))
+      applySynonyms(name, mappingAt(raw, 'services')[name], service);
   issues.push(
     ...crossChecks({
       serviceNames: serviceEntries.map(([name]) => name),

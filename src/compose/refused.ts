@@ -101,3 +101,35 @@ export const refusedTopLevelKeys: Record<string, string> = {
     'is not supported yet; merge another file over this one with -f (or holos.override.yaml beside it)',
   models: 'declares AI models for containers; holos runs VMs',
 };
+
+const swarm = 'is a swarm setting for a cluster of hosts; holos runs a stack on one host';
+
+/** compose's `deploy` keys that holos does not map (replicas, resources.limits and restart_policy it does). */
+const refusedDeployKeys: Record<string, string> = {
+  ...Object.fromEntries(
+    ['mode', 'placement', 'update_config', 'rollback_config', 'endpoint_mode', 'labels'].map((k) => [
+      k,
+      swarm,
+    ]),
+  ),
+};
+
+/** The refused keys of the mapping at `path` (compose/issues.ts says their reason, not "unknown"). */
+export function refusedKeysAt(path: readonly (string | number)[]): Record<string, string> {
+  const key = path.slice(2).join('.');
+  if (path.length === 0) return refusedTopLevelKeys;
+  if (path[0] !== 'services' || path.length < 2) return {};
+  if (path.length === 2) return refusedServiceKeys;
+  if (key === 'deploy') return refusedDeployKeys;
+  if (key === 'deploy.resources')
+    return {
+      reservations:
+        "reserves a container's share of the host; a VM has its vm.vcpu and vm.memory_mb to itself",
+    };
+  if (key === 'deploy.resources.limits')
+    return {
+      pids: "limits a container's processes; a VM has its own kernel",
+      devices: 'passes devices to a container; use devices: (VFIO)',
+    };
+  return {};
+}

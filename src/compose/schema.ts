@@ -354,13 +354,66 @@ const serviceNetworks = z
   .refine((networks) => Object.keys(networks).length > 0, 'a service needs at least one network')
   .default({ default: { aliases: [] } });
 
+/** compose's `cpus` (a number, or one in a string): a VM has whole vCPUs. */
+const cpus = z
+  .union([z.number(), z.string().regex(/^\d+(\.\d+)?$/, 'must be a number of CPUs, such as 2')], {
+    error: 'expected a number of CPUs, such as 2',
+  })
+  .transform((value, ctx) => {
+    const count = Number(value);
+    if (Number.isInteger(count) && count >= 1 && count <= 288) return count;
+    ctx.addIssue({
+      code: 'custom',
+      message: `${value} CPUs: a VM has a whole number of vCPUs, 1 to 288 (compose's fractions are a container's CPU quota)`,
+    });
+    return z.NEVER;
+  });
+/** compose's memory limit (`512m`, `1g`, or bytes): a VM's memory, in whole MiB. */
+const memory = z
+  .union([z.int().min(0), z.string()], { error: 'expected a size such as 512m or 1g' })
+  .transform((value, ctx) => {
+    const bytes = typeof value === 'number' ? value : parseSize(value);
+    if (typeof bytes === 'string') ctx.addIssue({ code: 'custom', message: bytes });
+    else if (bytes % 2 ** 20 !== 0 || bytes < 128 * 2 ** 20)
+      ctx.addIssue({
+        code: 'custom',
+        message: `${value}: a VM's memory is a whole number of MiB, at least 128M`,
+      });
+    else return bytes / 2 ** 20;
+    return z.NEVER;
+  });
+const replicaCount = z.int().min(0).max(253);
+
+/**
+ * compose's `deploy`, as far as it means something on one host: replicas and resource limits
+ * (synonyms of replicas, vm.vcpu and vm.memory_mb; compose/synonyms.ts), and the swarm form of
+ * restart. The rest is refused with why (refused.ts).
+ */
+const deploy = z.strictObject({
+  replicas: replicaCount.optional(),
+  resources: z
+    .strictObject({ limits: z.strictObject({ cpus: cpus.optional(), memory: memory.optional() }).optional() })
+    .optional(),
+  restart_policy: z
+    .strictObject({
+      condition: z.enum(['none', 'on-failure', 'any']).default('any'),
+      max_attempts: z.int().min(1).optional(),
+    })
+    .optional(),
+});
+
 export const serviceSchema = z.strictObject({
   image: z.string().min(1).optional(),
   image_format: z.enum(['qcow2', 'raw']).optional(),
   /** How the image sets up users and services; the catalog knows its own, a local disk is systemd. */
   image_os: z.enum(['systemd', 'openrc']).optional(),
   dockerfile: z.string().min(1).optional(),
-  replicas: z.int().min(0).max(253).default(1),
+  replicas: replicaCount.default(1),
+  /** compose's synonyms (compose/synonyms.ts puts them in replicas and vm); two that disagree are an error. */
+  scale: replicaCount.optional(),
+  cpus: cpus.optional(),
+  mem_limit: memory.optional(),
+  deploy: deploy.optional(),
   vm: vm.default(vm.parse({})),
   ports: z.array(port).default([]),
   volumes: z.array(mount).default([]),
