@@ -291,6 +291,11 @@ test('renderSeed reads only what seedContentHash hashes, which names the seed fi
     'service.mounts.map',
     'service.mounts.filter',
     'service.mounts.constructor',
+    // Hashed when they say something (seed.ts: guestInputs): an empty environment, no main
+    // service and a hostname that is the instance's name render nothing of their own.
+    'instance.hostname',
+    'service.environment',
+    'service.main',
   ];
   for (const instance of project.instances) {
     const service = project.services.find((s) => s.name === instance.service)!;

@@ -7,6 +7,8 @@ import type {
 } from '../compose/resolve.js';
 import { shellQuote } from '../util/shell.js';
 import { ipNumber } from '../compose/subnets.js';
+import { renderEnvironment } from './environment.js';
+import { enableMainService, mainServiceFiles } from './main-service.js';
 
 // The NoCloud seed of one instance, rendered from the resolved project. Pure: keys come in
 // as arguments. cloud-init reads YAML 1.1, so everything is written as YAML 1.1, where
@@ -102,7 +104,7 @@ export function yaml11(value: Record<string, unknown>): string {
 }
 
 export function renderMetaData(instance: ResolvedInstance): string {
-  return yaml11({ 'instance-id': instance.name, 'local-hostname': instance.name });
+  return yaml11({ 'instance-id': instance.name, 'local-hostname': instance.hostname });
 }
 
 /** The hosts lines of a table, in numeric IP order: instances on the same networks share one. */
@@ -125,7 +127,7 @@ function linesOf(hosts: Record<string, string>): string[] {
 export function renderHosts(instance: ResolvedInstance): string {
   return [
     '127.0.0.1 localhost',
-    `127.0.1.1 ${instance.name}`,
+    `127.0.1.1 ${instance.hostname === instance.name ? instance.name : `${instance.hostname} ${instance.name}`}`,
     '::1 localhost ip6-localhost ip6-loopback',
     'ff02::1 ip6-allnodes',
     'ff02::2 ip6-allrouters',
@@ -226,6 +228,18 @@ export const firstBootReport = [
   `printf '\\n${firstBootMarker} %s\\n' "\${s:-null}" > /dev/ttyS0 ) </dev/null >/dev/null 2>&1 &`,
 ].join('; ');
 
+/**
+ * The files holos adds to the user's write_files: the environment, appended to /etc/environment
+ * (an image may keep PATH there), and the main service's unit with its environment.
+ */
+function guestFiles(service: ResolvedService) {
+  const environment =
+    Object.keys(service.environment).length > 0
+      ? [{ path: '/etc/environment', content: renderEnvironment(service.environment), append: true }]
+      : [];
+  return [...environment, ...(service.main ? mainServiceFiles(service.main) : [])];
+}
+
 export function renderUserData(
   project: ResolvedProject,
   service: ResolvedService,
@@ -234,8 +248,9 @@ export function renderUserData(
 ): string {
   const init = service.spec.cloud_init;
   const openrc = service.image.os === 'openrc';
+  const writeFiles = [...init.write_files, ...guestFiles(service)];
   const config = {
-    hostname: instance.name,
+    hostname: instance.hostname,
     manage_etc_hosts: false,
     ssh_pwauth: false,
     disable_root: true,
@@ -253,7 +268,7 @@ export function renderUserData(
     ssh_deletekeys: true,
     ssh_keys: { ed25519_private: keys.hostKey.privateKey, ed25519_public: keys.hostKey.publicKey },
     ...(init.packages.length > 0 && { package_update: true, packages: init.packages }),
-    ...(init.write_files.length > 0 && { write_files: init.write_files }),
+    ...(writeFiles.length > 0 && { write_files: writeFiles }),
     // First in bootcmd, every boot and idempotent, before the user's commands need them: the
     // hosts table, then the mounts.
     bootcmd: [
@@ -263,7 +278,8 @@ export function renderUserData(
       ...init.bootcmd,
     ],
     // First, so the user's commands decide the script's exit status, as they would alone.
-    runcmd: [firstBootReport, ...init.runcmd],
+    // The main service is enabled last: it may need the packages and the user's commands.
+    runcmd: [firstBootReport, ...init.runcmd, ...(service.main ? [enableMainService] : [])],
   };
   return `#cloud-config\n${yaml11(config)}`;
 }

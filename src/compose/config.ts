@@ -57,6 +57,17 @@ function serviceConfig(service: ResolvedService, project: ResolvedProject) {
     devices: spec.devices,
     networks: spec.networks,
     ...(spec.profiles.length > 0 && { profiles: spec.profiles }),
+    // env_file is read in: the environment as the guest gets it, as compose's config prints it.
+    ...(Object.keys(service.environment).length > 0 && { environment: service.environment }),
+    ...(spec.entrypoint && { entrypoint: spec.entrypoint }),
+    ...(spec.command && { command: spec.command }),
+    ...(spec.working_dir !== undefined && { working_dir: spec.working_dir }),
+    ...(spec.user && {
+      user: spec.user.group === undefined ? spec.user.user : `${spec.user.user}:${spec.user.group}`,
+    }),
+    ...(spec.hostname !== undefined && { hostname: spec.hostname }),
+    ...(spec.extra_hosts && { extra_hosts: spec.extra_hosts.map((h) => `${h.name}=${h.ip}`) }),
+    ...(spec.labels && { labels: spec.labels }),
     'x-instances': Object.fromEntries(
       instances.map((i) => [
         i.name,

@@ -6,6 +6,7 @@ import { interpolateDocument, type Lookup } from './interpolate.js';
 import { ComposeProblems, UserError } from '../errors.js';
 import { crossChecks, type PathKind } from './checks.js';
 import { applySynonyms } from './synonyms.js';
+import { readHostEnvironment, type HostEnvironment } from './environment.js';
 import { escapeUnprintable, formatPath, fromZod, printable, quote, type Issue } from './issues.js';
 import {
   composeSchema,
@@ -27,6 +28,8 @@ export interface LoadedCompose {
   file: string;
   /** Every file merged into it, in order (`-f a -f b`, holos.override.yaml). */
   files: string[];
+  /** What the services' environments read from the host: env_file files, variables (environment.ts). */
+  host: HostEnvironment;
   /** Relative paths in the file (images, bind mounts, dockerfiles) are relative to this. */
   dir: string;
   project: string;
@@ -175,6 +178,16 @@ function located(issue: Issue, origin: (path: Path) => Origin<SourceFile>): Prob
 }
 
 const inFile = (source: SourceFile) => (path: Path) => ({ source, path });
+
+/** A file's text, or undefined when there is none (an optional env_file may be missing). */
+function readIfExists(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    if (['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw error;
+  }
+}
 
 function cannotRead(file: string, error: unknown): UserError {
   const reason =
@@ -376,11 +389,16 @@ export function validateComposeFiles(files: readonly string[], options: Validate
     }),
   );
 
+  // env_file files are read here, as files the compose file names; a bare `environment` name
+  // takes its value from where ${…} take theirs.
+  const { host, issues: environmentIssues } = readHostEnvironment(services, dir, lookup, readIfExists);
+  issues.push(...environmentIssues);
+
   const project = projectName(result.success ? result.data : {}, dir, options.projectName);
   if (typeof project !== 'string') issues.push(project);
   if (issues.length > 0 || !result.success || typeof project !== 'string')
     return failed(issues.map((issue) => located(issue, origin)));
-  return { ok: true, file, loaded: { file, files: [...files], dir, project, compose: result.data } };
+  return { ok: true, file, loaded: { file, files: [...files], host, dir, project, compose: result.data } };
 }
 
 /** Loads a project's valid compose files or throws a UserError listing every problem. */

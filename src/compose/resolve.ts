@@ -7,7 +7,9 @@ import { startLevels } from './graph.js';
 import type { LoadedCompose } from './load.js';
 import type { PortMapping } from './ports.js';
 import type { Mount } from './mounts.js';
-import { dependencyNames, networkDefaults, type Service } from './schema.js';
+import { dependencyNames, hostGateway, networkDefaults, type Service } from './schema.js';
+import { serviceEnvironment, type HostEnvironment } from './environment.js';
+import type { MainServiceSpec } from '../cloudinit/main-service.js';
 import {
   automaticSubnets,
   formatSubnet,
@@ -44,6 +46,10 @@ export interface ResolvedService {
   uefi: boolean;
   /** Mounts with bind sources made absolute, each with the name the guest sees it by. */
   mounts: ResolvedMount[];
+  /** The guest's environment: env_file files, then `environment` (compose/environment.ts). */
+  environment: Record<string, string>;
+  /** The VM's main service, when the service has a command or an entrypoint. */
+  main?: MainServiceSpec;
 }
 
 /**
@@ -77,6 +83,8 @@ export interface ResolvedInstance {
    * this instance's that holds it. Instances on the same networks share one object.
    */
   hosts: Record<string, string>;
+  /** The guest's host name: `hostname` (with `-<index>` for replicas > 1), else its name. */
+  hostname: string;
 }
 
 /** What was handed out before, so that an edit never moves another instance's address. */
@@ -158,7 +166,25 @@ function loginUser(service: Service): string {
   return typeof found === 'object' ? found.image.user : 'ubuntu';
 }
 
-function resolveService(name: string, spec: Service, dir: string): ResolvedService {
+/**
+ * The main service as compose says it: the entrypoint's words, then the command's (Docker's
+ * rule); none without either.
+ */
+function mainService(spec: Service, environment: Record<string, string>): MainServiceSpec | undefined {
+  const argv = [...(spec.entrypoint ?? []), ...(spec.command ?? [])];
+  if (argv.length === 0) return undefined;
+  return {
+    argv,
+    environment,
+    ...(spec.working_dir !== undefined && { workingDir: spec.working_dir }),
+    ...(spec.user !== undefined && { user: spec.user.user }),
+    ...(spec.user?.group !== undefined && { group: spec.user.group }),
+  };
+}
+
+function resolveService(name: string, spec: Service, dir: string, host: HostEnvironment): ResolvedService {
+  const environment = serviceEnvironment(spec, dir, host);
+  const main = mainService(spec, environment);
   return {
     name,
     spec,
@@ -170,6 +196,8 @@ function resolveService(name: string, spec: Service, dir: string): ResolvedServi
         ? { ...m, source: resolvePath(dir, m.source), device: `holos${i}` }
         : { ...m, device: volumeSerial(m.source) },
     ),
+    environment,
+    ...(main && { main }),
   };
 }
 
@@ -317,13 +345,20 @@ function replicaPorts(ports: readonly PortMapping[], index: number): PortMapping
   return ports.map((p) => ({ ...p, host: p.host === 0 ? 0 : p.host + index }));
 }
 
+/** `hostname`, told apart per replica when there are several; else the instance's name. */
+const hostnameOf = (m: Member) => {
+  const { hostname, replicas } = m.service.spec;
+  if (hostname === undefined) return m.name;
+  return replicas > 1 ? `${hostname}-${m.index}` : hostname;
+};
+
 export function resolveProject(loaded: LoadedCompose, recorded?: RecordedAllocation): ResolvedProject {
-  const { compose, project, dir } = loaded;
+  const { compose, project, dir, host } = loaded;
   const graph = new Map(Object.entries(compose.services).map(([name, s]) => [name, dependencyNames(s)]));
   const levels = startLevels(graph);
   if (!Array.isArray(levels))
     throw new Error(`resolve: dependency cycle ${levels.cycle.join(' → ')} passed validation`);
-  const services = levels.flat().map((name) => resolveService(name, compose.services[name]!, dir));
+  const services = levels.flat().map((name) => resolveService(name, compose.services[name]!, dir, host));
   const members = services.flatMap((service) =>
     Array.from({ length: service.spec.replicas }, (_, index) => ({
       service,
@@ -376,6 +411,14 @@ export function resolveProject(loaded: LoadedCompose, recorded?: RecordedAllocat
     }
     return hosts;
   };
+  /** extra_hosts: the service's own lines after the table's (a service without keeps the shared one). */
+  const withExtraHosts = (hosts: Record<string, string>, service: ResolvedService) => {
+    const extra = service.spec.extra_hosts ?? [];
+    if (extra.length === 0) return hosts;
+    const table = { ...hosts };
+    for (const { name, ip } of extra) table[name] = ip === 'host-gateway' ? hostGateway : ip;
+    return table;
+  };
   const instances = members.map((m): ResolvedInstance => {
     const nics = nicsOf(m);
     const defaultMac = nics.find((n) => n.network === 'default')?.mac;
@@ -387,7 +430,8 @@ export function resolveProject(loaded: LoadedCompose, recorded?: RecordedAllocat
       // NIC 1's MAC follows the default network's, as it did before named networks.
       userMac: userMacOf(defaultMac ?? macFor(project, m.name, 0)),
       ports: replicaPorts(m.service.spec.ports, m.index),
-      hosts: hostsOf(Object.keys(m.service.spec.networks)),
+      hosts: withExtraHosts(hostsOf(Object.keys(m.service.spec.networks)), m.service),
+      hostname: hostnameOf(m),
     };
   });
   const volumes = Object.fromEntries(

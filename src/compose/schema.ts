@@ -2,9 +2,11 @@ import { z } from 'zod';
 import { parseDuration, parseSize } from './units.js';
 import { parsePort, type PortMapping } from './ports.js';
 import { parseMount, targetProblem, type Mount } from './mounts.js';
-import { isIPv4 } from 'node:net';
+import { isIP, isIPv4 } from 'node:net';
 import { parseSubnet } from './subnets.js';
 import { unknownKeyMessage } from './issues.js';
+import { splitWords } from './words.js';
+import { environmentProblem } from '../cloudinit/environment.js';
 
 // The holos.yaml format. Types come from here (z.infer); `holos schema` prints it as JSON Schema.
 // Only shapes and single values are checked here; rules that span fields (depends_on targets,
@@ -316,12 +318,10 @@ export const dependencyNames = (service: { depends_on: readonly Dependency[] }) 
   service.depends_on.map((d) => d.service);
 
 /** A host name in /etc/hosts: DNS labels joined by dots. */
-const hostName = z
-  .string()
-  .regex(
-    /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/,
-    'an alias must be a host name: DNS labels (lowercase letters, digits and "-") joined by "."',
-  );
+const hostNamePattern =
+  /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const hostNameRule = 'a host name: DNS labels (lowercase letters, digits and "-") joined by "."';
+const hostName = z.string().regex(hostNamePattern, `an alias must be ${hostNameRule}`);
 
 /** How a service is on one network; `null` (`front:` with nothing after it) is the plain form. */
 const serviceNetwork = z
@@ -401,6 +401,144 @@ const deploy = z.strictObject({
     })
     .optional(),
 });
+/** One entry of a list-or-mapping key: its name, its value (null: none given) and where it is written. */
+export interface KeyValue {
+  key: string;
+  value: string | null;
+  at: number | string;
+}
+
+/**
+ * Compose's keys written as a list of `KEY=VALUE` strings or as a mapping (`environment`,
+ * `labels`, `extra_hosts`). A list entry is split at its first `=` (or first `separator` when it
+ * has no `=`); mapping values may be numbers or booleans, which become strings. `check` refuses
+ * an entry with a message, at the entry.
+ */
+function keyValues(expected: string, check: (entry: KeyValue) => string | undefined, separator = '=') {
+  return z
+    .unknown()
+    .transform((value, ctx): KeyValue[] => {
+      const entries: KeyValue[] = [];
+      const refuse = (at: number | string, message: string) =>
+        ctx.addIssue({ code: 'custom', path: [at], message });
+      if (Array.isArray(value))
+        value.forEach((entry, at) => {
+          if (typeof entry !== 'string') return refuse(at, `expected a string such as ${expected}`);
+          const split = entry.includes('=') ? entry.indexOf('=') : entry.indexOf(separator);
+          entries.push(
+            split < 0
+              ? { key: entry, value: null, at }
+              : { key: entry.slice(0, split), value: entry.slice(split + 1), at },
+          );
+        });
+      else if (value !== null && typeof value === 'object')
+        for (const [key, v] of Object.entries(value)) {
+          if (v !== null && !['string', 'number', 'boolean'].includes(typeof v))
+            refuse(key, 'expected a string, a number, a boolean or nothing');
+          else entries.push({ key, value: v === null ? null : String(v as string), at: key });
+        }
+      else ctx.addIssue({ code: 'custom', message: `expected a list such as [${expected}], or a mapping` });
+      for (const entry of entries) {
+        const problem = check(entry);
+        if (problem) refuse(entry.at, problem);
+      }
+      return entries;
+    })
+    .meta({
+      anyOf: [
+        { type: 'array', items: { type: 'string' } },
+        {
+          type: 'object',
+          additionalProperties: { type: ['string', 'number', 'boolean', 'null'] },
+        },
+      ],
+    });
+}
+
+/**
+ * `environment`: `["A=1", "B"]` or `{A: 1, B: null}`. A name without a value takes its value
+ * from the environment holos runs in (load.ts), and is left out when that has none.
+ */
+const environment = keyValues('"DEBUG=1"', ({ key, value }) =>
+  environmentProblem(key, value ?? ''),
+).transform((entries) => Object.fromEntries(entries.map((e) => [e.key, e.value])));
+
+/** One `env_file`: a path (relative to the compose file), required unless it says otherwise. */
+const envFileEntry = shortOrLong(
+  (path) => (path === '' ? 'must be a file name' : { path, required: true }),
+  z.strictObject({ path: z.string().min(1), required: z.boolean().default(true) }).transform((e) => e),
+  'a file name such as ./app.env, or {path: ./app.env, required: false}',
+  ['string'],
+);
+/** `env_file`: one file, or a list of them (later files win). */
+const envFiles = z
+  .union([z.string(), z.array(z.unknown())], {
+    error: 'expected a file name such as ./app.env, or a list of them',
+  })
+  .transform((value) => (typeof value === 'string' ? [value] : value))
+  .pipe(z.array(envFileEntry));
+
+/**
+ * `command` and `entrypoint`: a list is the argv; a string is split into words as compose
+ * splits it (words.ts), never run by a shell. null, as in compose, is the same as leaving it out.
+ */
+const argvWords = z
+  .union([z.string(), z.array(z.string())], {
+    error: 'expected a list such as ["npm", "start"], or a string such as "npm start"',
+  })
+  .transform((value, ctx): string[] => {
+    if (Array.isArray(value)) return value;
+    const words = splitWords(value);
+    if (typeof words !== 'string') return words;
+    ctx.addIssue({ code: 'custom', message: words });
+    return z.NEVER;
+  })
+  .nullable()
+  .optional();
+
+const idOrName = /^(?:[a-z_][a-z0-9_-]{0,31}|\d{1,10})$/;
+/** `user`: `name`, `uid`, `name:group` or `uid:gid`, as compose writes it. */
+const runAs = z
+  .union([z.string(), z.int().min(0)], { error: 'expected a user such as "app", "1000" or "1000:1000"' })
+  .transform((value, ctx) => {
+    const [user = '', group, ...more] = String(value).split(':');
+    if (idOrName.test(user) && (group === undefined || idOrName.test(group)) && more.length === 0)
+      return { user, ...(group !== undefined && { group }) };
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must be a user name or uid, optionally :group or :gid, such as "app" or "1000:1000"',
+    });
+    return z.NEVER;
+  });
+
+/** The address of the host as a guest reaches it over QEMU's user-mode network. */
+export const hostGateway = '10.0.2.2';
+
+/** `extra_hosts`: `["name:ip"]`, `["name=ip"]` or `{name: ip}`; `host-gateway` is the host. */
+const extraHosts = keyValues(
+  '"db.example:10.0.0.5"',
+  ({ key, value }) => {
+    if (!hostNamePattern.test(key)) return `${JSON.stringify(key)} must be ${hostNameRule}`;
+    if (value === null) return 'needs an address: write name:address, such as db.example:10.0.0.5';
+    const address = value.replace(/^\[(.*)\]$/, '$1');
+    if (address === 'host-gateway' || isIPv4(address)) return undefined;
+    return isIP(address) === 6
+      ? 'holos guests have IPv4 networks only; give an IPv4 address'
+      : `${JSON.stringify(value)} must be an IPv4 address or host-gateway`;
+  },
+  ':',
+).transform((entries) => entries.map((e) => ({ name: e.key, ip: e.value! })));
+
+/** `labels`: metadata only; nothing in the guest or on the host reads them. */
+const labels = keyValues('"com.example.team=web"', ({ key }) =>
+  key === '' ? 'a label needs a name' : undefined,
+).transform((entries) => Object.fromEntries(entries.map((e) => [e.key, e.value ?? ''])));
+
+/** An absolute path in the guest, on one line (it is written into a unit file). */
+const guestDirectory = z
+  .string()
+  .startsWith('/', 'must be an absolute path in the guest')
+  .refine((path) => !/[\p{Cc}]/u.test(path), 'must not hold control characters');
 
 export const serviceSchema = z.strictObject({
   image: z.string().min(1).optional(),
@@ -444,6 +582,16 @@ export const serviceSchema = z.strictObject({
         ),
     )
     .default([]),
+  environment: environment.optional(),
+  env_file: envFiles.optional(),
+  /** The VM's main service (cloudinit/main-service.ts): entrypoint ++ command, as in compose. */
+  command: argvWords,
+  entrypoint: argvWords,
+  working_dir: guestDirectory.optional(),
+  user: runAs.optional(),
+  hostname: label('hostname').optional(),
+  extra_hosts: extraHosts.optional(),
+  labels: labels.optional(),
 });
 
 const namedVolume = z.strictObject({ size: size(2 ** 20).default(10 * 2 ** 30) });

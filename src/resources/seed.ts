@@ -80,6 +80,18 @@ function addressesOf(instance: ResolvedInstance): Record<string, unknown> {
     : { nics: instance.nics };
 }
 
+/**
+ * What compose's guest keys add to a seed's inputs (environment, main service, hostname), only
+ * when a service has them: a seed without any hashes as it did before they existed.
+ */
+function guestInputs(service: ResolvedService, instance: ResolvedInstance): Record<string, unknown> {
+  return {
+    ...(Object.keys(service.environment).length > 0 && { environment: service.environment }),
+    ...(service.main && { main: service.main }),
+    ...(instance.hostname !== instance.name && { hostname: instance.hostname }),
+  };
+}
+
 /** The identity of a seed: every input of the first boot, and nothing that may change without one. */
 export function seedIdentity(service: ResolvedService, instance: ResolvedInstance): string {
   const inputs = {
@@ -89,6 +101,7 @@ export function seedIdentity(service: ResolvedService, instance: ResolvedInstanc
     user: service.user,
     image: { kind: service.image.kind, ref: service.image.kind === 'local' ? '' : service.image.ref },
     cloud_init: service.spec.cloud_init,
+    ...guestInputs(service, instance),
   };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 16);
 }
@@ -148,6 +161,7 @@ export function seedContentHash(
     mounts: service.mounts.map(renderedOfMount),
     hosts: hostsDigest(instance.hosts),
     keys,
+    ...guestInputs(service, instance),
   };
   return createHash('sha256').update(JSON.stringify(inputs)).digest('hex');
 }
