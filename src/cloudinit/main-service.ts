@@ -52,7 +52,9 @@ export function execWord(word: string): string {
     if (char === '\\' || char === '"') return `\\${char}`;
     const code = char.charCodeAt(0);
     // \xNN is a byte to systemd: a C1 control (a character of two bytes) is \uNNNN.
-    return code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+    return code < 0x80
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
   });
   return `"${escaped}"`;
 }

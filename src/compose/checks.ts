@@ -93,7 +93,7 @@ function checkDependencies(
       return [
         at(
           [...path, 'condition'],
-          "service_completed_successfully waits for a service's main command to exit, and holos runs none yet; use service_healthy with a healthcheck",
+          "service_completed_successfully (start once the dependency's main service exited 0) is not supported yet; use service_healthy with a healthcheck that tests for what the command leaves behind",
         ),
       ];
     if (!input.serviceSet.has(target)) {

@@ -44,7 +44,11 @@ export function readHostEnvironment(
       try {
         text = readText(absolute);
       } catch (error) {
-        issues.push({ path: at, anchor: 'value', message: `cannot read ${path}: ${(error as Error).message}` });
+        issues.push({
+          path: at,
+          anchor: 'value',
+          message: `cannot read ${path}: ${(error as Error).message}`,
+        });
         return;
       }
       if (text === undefined) {
@@ -82,7 +86,11 @@ export function readHostEnvironment(
 }
 
 /** A service's environment: one name → value map. Pure. */
-export function serviceEnvironment(service: Service, dir: string, host: HostEnvironment): Record<string, string> {
+export function serviceEnvironment(
+  service: Service,
+  dir: string,
+  host: HostEnvironment,
+): Record<string, string> {
   const merged: Record<string, string> = {};
   for (const { path } of service.env_file ?? []) Object.assign(merged, host.files[envFilePath(dir, path)]);
   for (const [name, value] of Object.entries(service.environment ?? {})) {
