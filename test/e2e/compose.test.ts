@@ -18,14 +18,12 @@ import {
   e2eTest,
   netnsHttpGet,
   parseEvents,
-  runHolosIn,
+  holosRunners,
   startHolosIn,
   tempProject,
   withNetns,
   type Netns,
-  type RunResult,
 } from './harness.js';
-import type { InstanceStatus } from '../../src/access/status.js';
 
 process.env.HOLOS_ACCEL ??= 'tcg';
 
@@ -86,23 +84,7 @@ e2eTest(
     const holosEnv = { ...proj.env, HOLOS_ACCEL: process.env.HOLOS_ACCEL, HOLOS_FILE: '' };
 
     await withNetns(`holos-compose-${process.pid}`, async (ns: Netns) => {
-      const holos = (args: string[], timeoutMs = 10 * 60_000) =>
-        runHolosIn(ns, args, { cwd: proj.dir, env: holosEnv, timeoutMs });
-      const holosOk = async (args: string[], timeoutMs?: number): Promise<RunResult> => {
-        const result = await holos(args, timeoutMs);
-        assert.equal(
-          result.code,
-          0,
-          `holos ${args.join(' ')} exited ${result.code ?? result.signal}:\n${result.stderr}${result.stdout}`,
-        );
-        return result;
-      };
-      const ps = async () => {
-        const out = JSON.parse((await holosOk(['ps', '--format', 'json'])).stdout) as {
-          instances: InstanceStatus[];
-        };
-        return new Map(out.instances.map((i) => [i.instance, i]));
-      };
+      const { holos, holosOk, ps } = holosRunners(ns, proj.dir, holosEnv);
       /** The page app's main process serves, once it answers (it starts late in the boot). */
       const page = async () => {
         const deadline = Date.now() + BOOT_TIMEOUT_MS;

@@ -5,6 +5,7 @@
 //
 // Without QEMU or the image, e2e tests skip with a visible reason locally and fail under CI.
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Duplex } from 'node:stream';
 import { test, type TestContext } from 'node:test';
+import type { InstanceStatus } from '../../src/access/status.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
@@ -866,6 +868,32 @@ export function runHolosIn(
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {},
 ): Promise<RunResult> {
   return ns.exec(process.execPath, [join(repoRoot, 'dist', 'cli.js'), ...args], opts);
+}
+
+/**
+ * holos for one project inside the namespace: `holos` returns what it did, `holosOk` fails the
+ * test unless it exited 0, and `ps` is `holos ps --format json` by instance name.
+ */
+export function holosRunners(ns: Netns, cwd: string, env: NodeJS.ProcessEnv) {
+  const holos = (args: string[], timeoutMs = 10 * 60_000) => runHolosIn(ns, args, { cwd, env, timeoutMs });
+  const holosOk = async (args: string[], timeoutMs?: number): Promise<RunResult> => {
+    const result = await holos(args, timeoutMs);
+    assert.equal(
+      result.code,
+      0,
+      `holos ${args.join(' ')} exited ${result.code ?? result.signal}:\n${result.stderr}${result.stdout}`,
+    );
+    return result;
+  };
+  const ps = async () => {
+    const out = JSON.parse((await holosOk(['ps', '--format', 'json'])).stdout) as {
+      schema_version: number;
+      instances: InstanceStatus[];
+    };
+    assert.equal(out.schema_version, 1);
+    return new Map(out.instances.map((i) => [i.instance, i]));
+  };
+  return { holos, holosOk, ps };
 }
 
 const pipeToPort = `const s = require('net').connect(Number(process.argv[1]), '127.0.0.1');

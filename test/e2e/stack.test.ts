@@ -31,7 +31,7 @@ import {
   parseEvents,
   qemusUnder,
   run as runHost,
-  runHolosIn,
+  holosRunners,
   runOk,
   sshExec,
   tempProject,
@@ -143,25 +143,7 @@ e2eTest(
     };
 
     await withNetns(`holos-stack-${process.pid}`, async (ns: Netns) => {
-      const holos = (args: string[], timeoutMs = 10 * 60_000) =>
-        runHolosIn(ns, args, { cwd: proj.dir, env: holosEnv, timeoutMs });
-      const holosOk = async (args: string[], timeoutMs?: number): Promise<RunResult> => {
-        const result = await holos(args, timeoutMs);
-        assert.equal(
-          result.code,
-          0,
-          `holos ${args.join(' ')} exited ${result.code ?? result.signal}:\n${result.stderr}${result.stdout}`,
-        );
-        return result;
-      };
-      const ps = async () => {
-        const out = JSON.parse((await holosOk(['ps', '--format', 'json'])).stdout) as {
-          schema_version: number;
-          instances: InstanceStatus[];
-        };
-        assert.equal(out.schema_version, 1);
-        return new Map(out.instances.map((i) => [i.instance, i]));
-      };
+      const { holos, holosOk, ps } = holosRunners(ns, proj.dir, holosEnv);
       const planJson = async () =>
         JSON.parse((await holosOk(['plan', '--json'])).stdout) as { actions: Action[] };
       const pidOf = (rows: Map<string, InstanceStatus>, name: string) => {
