@@ -84,6 +84,10 @@ test('logs -f after the verb means --follow; -f before it stays the compose file
     followFlagAfterLogs(argv('--state-dir', 'logs', 'logs', '-f')),
     argv('--state-dir', 'logs', 'logs', '--follow'),
   );
+  assert.deepEqual(
+    followFlagAfterLogs(argv('--profile', 'tools', '--env-file', 'x.env', 'logs', '-f')),
+    argv('--profile', 'tools', '--env-file', 'x.env', 'logs', '--follow'),
+  );
   // Other verbs, words after --, and clusters with other letters are left alone.
   assert.deepEqual(followFlagAfterLogs(argv('exec', 'web-0', '-f', 'x')), argv('exec', 'web-0', '-f', 'x'));
   assert.deepEqual(followFlagAfterLogs(argv('-f', 'logs', 'up')), argv('-f', 'logs', 'up'));

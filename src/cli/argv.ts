@@ -9,6 +9,8 @@ const valuedGlobals = new Set([
   '--state-dir',
   '--log-level',
   '--log-file',
+  '--env-file',
+  '--profile',
 ]);
 
 /**

@@ -226,9 +226,8 @@ export async function watch(opts: WatchOptions): Promise<void> {
   const leaveStopped = (session: Session): string[] => {
     const leave: string[] = [];
     for (const [instance, exit] of vms.exits) {
-      const policy = session.project.services.find((s) =>
-        session.project.instances.some((i) => i.name === instance && i.service === s.name),
-      )?.spec.restart;
+      const service = session.project.instances.find((i) => i.name === instance)?.service;
+      const policy = session.project.services.find((s) => s.name === service)?.spec.restart;
       if (policy === undefined) continue;
       const count = restarts.get(instance) ?? 0;
       if (restartsAfter(policy, exit, count)) {
