@@ -30,15 +30,15 @@ test('on-failure:N restarts N times, then leaves the instance stopped', () => {
 
 test('what watch says when it leaves an instance stopped', () => {
   assert.equal(
-    leftStopped('app-0', 'no', 'poweroff'),
-    'app-0: its guest powered off; restart: no, so watch leaves it stopped (holos start app-0, or holos up, starts it)',
+    leftStopped('app-0', 'app', 'no', 'poweroff'),
+    'app-0: its guest powered off; restart: no, so watch leaves it stopped (holos start app, or holos up, starts it)',
   );
   assert.match(
-    leftStopped('app-0', 'on-failure', 'poweroff'),
+    leftStopped('app-0', 'app', 'on-failure', 'poweroff'),
     /^app-0: its guest powered off; restart: on-failure, so/,
   );
   assert.match(
-    leftStopped('app-0', 'on-failure:3', 'failure'),
+    leftStopped('app-0', 'app', 'on-failure:3', 'failure'),
     /^app-0: it stopped \(QEMU exited or the guest panicked\); restart: on-failure:3, its restarts spent, so watch/,
   );
 });

@@ -17,10 +17,10 @@ export function restartsAfter(policy: string, exit: Exit, restarts: number): boo
   return restarts < max;
 }
 
-/** One line for the user when watch leaves an instance stopped. */
-export function leftStopped(instance: string, policy: string, exit: Exit): string {
+/** One line for the user when watch leaves an instance stopped; `holos start` takes its service. */
+export function leftStopped(instance: string, service: string, policy: string, exit: Exit): string {
   const how =
     exit === 'poweroff' ? 'its guest powered off' : 'it stopped (QEMU exited or the guest panicked)';
   const spent = policy.startsWith('on-failure') && exit === 'failure' ? ', its restarts spent' : '';
-  return `${instance}: ${how}; restart: ${policy}${spent}, so watch leaves it stopped (holos start ${instance}, or holos up, starts it)`;
+  return `${instance}: ${how}; restart: ${policy}${spent}, so watch leaves it stopped (holos start ${service}, or holos up, starts it)`;
 }

@@ -228,7 +228,7 @@ export async function watch(opts: WatchOptions): Promise<void> {
     for (const [instance, exit] of vms.exits) {
       const service = session.project.instances.find((i) => i.name === instance)?.service;
       const policy = session.project.services.find((s) => s.name === service)?.spec.restart;
-      if (policy === undefined) continue;
+      if (service === undefined || policy === undefined) continue;
       const count = restarts.get(instance) ?? 0;
       if (restartsAfter(policy, exit, count)) {
         restarts.set(instance, count + 1);
@@ -236,7 +236,8 @@ export async function watch(opts: WatchOptions): Promise<void> {
         continue;
       }
       leave.push(instance);
-      if (!toldStopped.has(instance)) emit({ type: 'warning', message: leftStopped(instance, policy, exit) });
+      if (!toldStopped.has(instance))
+        emit({ type: 'warning', message: leftStopped(instance, service, policy, exit) });
       toldStopped.add(instance);
     }
     for (const instance of toldStopped) if (!vms.exits.has(instance)) toldStopped.delete(instance);
