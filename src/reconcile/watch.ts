@@ -16,6 +16,7 @@ import type { Emit } from '../events.js';
 import { Backoff, Coalescer } from './queue.js';
 import { targetsFor } from './targets.js';
 import { activeServices } from '../compose/profiles.js';
+import { envFilesOf } from '../compose/environment.js';
 
 // watch: the pipeline in a loop, level-triggered (DESIGN.md §7). A trigger never says what to
 // do, only that something may have changed: every pass observes everything, plans, applies.
@@ -102,8 +103,17 @@ function watchedPaths(session: Session): string[] {
   const dockerfiles = project.services.flatMap((s) =>
     s.spec.dockerfile ? [resolve(project.dir, s.spec.dockerfile)] : [],
   );
-  // The .env its variables come from, too: an edit of it is an edit of the file.
-  return [...project.files, envFileOf(project.file).path, ...dockerfiles];
+  // The .env its variables come from, and the services' env_file files, too: an edit of one
+  // is an edit of the project.
+  return [
+    ...project.files,
+    envFileOf(project.file).path,
+    ...envFilesOf(
+      project.services.map((s) => s.spec),
+      project.dir,
+    ),
+    ...dockerfiles,
+  ];
 }
 
 export async function watch(opts: WatchOptions): Promise<void> {
