@@ -21,6 +21,15 @@ export type HolosEvent =
       output?: string;
       duration_ms?: number;
     }
+  /** depends_on's service_completed_successfully: an instance's main service ran to its end. */
+  | {
+      type: 'completion';
+      phase: 'waiting' | 'completed' | 'failed';
+      service: string;
+      instance: string;
+      output?: string;
+      duration_ms?: number;
+    }
   | { type: 'waiting'; message: string }
   /**
    * `up --wait`: an instance's phase changed (state/inspect.ts: booting, provisioning, ready,

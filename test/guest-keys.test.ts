@@ -12,6 +12,7 @@ import { validateComposeFile } from '../src/compose/load.js';
 import { resolveProject } from '../src/compose/resolve.js';
 import { splitWords } from '../src/compose/words.js';
 import { seedContentHash, seedIdentity } from '../src/resources/seed.js';
+import { mainServiceState, showCommand } from '../src/ssh/completion.js';
 import { composeDir } from './support/compose.js';
 
 // compose's keys with a meaning inside the VM (issue #15): environment and env_file, the main
@@ -212,4 +213,74 @@ test('env_file that is missing is one line at its place', () => {
     result.ok ? '' : result.problems[0]!,
     /holos\.yaml:4:15: services\.app\.env_file\[0\]: \.\/nope\.env: no such file \(relative to the compose file\); create it, or write \{path: \.\/nope\.env, required: false\}$/,
   );
+});
+
+test("service_completed_successfully reads systemd's word on the main service", () => {
+  const show = (props: Record<string, string>) =>
+    Object.entries({
+      LoadState: 'loaded',
+      ExecMainCode: '0',
+      ExecMainStatus: '0',
+      ExecMainExitTimestampMonotonic: '0',
+      ...props,
+    })
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n');
+  assert.match(showCommand, /^systemctl show( -p \w+)+ holos-main\.service$/);
+  const cases: [Record<string, string>, ReturnType<typeof mainServiceState>][] = [
+    [
+      { LoadState: 'not-found', ActiveState: 'inactive' },
+      { ended: false, why: 'its main service is not set up yet' },
+    ],
+    [
+      { ActiveState: 'inactive', Result: 'success' },
+      { ended: false, why: 'its main service has not started yet' },
+    ],
+    [
+      { ActiveState: 'active', Result: 'success' },
+      { ended: false, why: 'its main service is running' },
+    ],
+    [{ ActiveState: 'activating' }, { ended: false, why: 'its main service is running' }],
+    [
+      {
+        ActiveState: 'inactive',
+        Result: 'success',
+        ExecMainCode: '1',
+        ExecMainExitTimestampMonotonic: '912345',
+      },
+      { ended: true, ok: true, why: 'its main service exited 0' },
+    ],
+    [
+      {
+        ActiveState: 'failed',
+        Result: 'exit-code',
+        ExecMainCode: '1',
+        ExecMainStatus: '3',
+        ExecMainExitTimestampMonotonic: '9',
+      },
+      { ended: true, ok: false, why: 'its main service exited with status 3 (exit-code)' },
+    ],
+    [
+      {
+        ActiveState: 'failed',
+        Result: 'exit-code',
+        ExecMainCode: '1',
+        ExecMainStatus: '203',
+        ExecMainExitTimestampMonotonic: '9',
+      },
+      { ended: true, ok: false, why: 'its main service exited with status 203 (exit-code)' },
+    ],
+    [
+      {
+        ActiveState: 'failed',
+        Result: 'signal',
+        ExecMainCode: '2',
+        ExecMainStatus: '9',
+        ExecMainExitTimestampMonotonic: '9',
+      },
+      { ended: true, ok: false, why: 'its main service was killed by signal 9' },
+    ],
+  ];
+  for (const [props, expected] of cases)
+    assert.deepEqual(mainServiceState(show(props)), expected, JSON.stringify(props));
 });

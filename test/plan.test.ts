@@ -1048,6 +1048,31 @@ test("depends_on's long form: service_started waits for the start only; service_
   assert.ok(gated.actions.find((a) => a.id === 'instance:web-0')!.after.includes('health:db'));
 });
 
+test('service_completed_successfully: the dependent waits for a completed gate after the one-shot service starts', () => {
+  const text = shop
+    .replace(
+      'depends_on: [db]',
+      'depends_on: { db: { condition: service_healthy }, migrate: { condition: service_completed_successfully } }',
+    )
+    .replace(
+      '  web:\n',
+      '  migrate:\n    image: ./base.qcow2\n    command: ["/usr/local/bin/migrate"]\n  web:\n',
+    );
+  const desired = composeFile(text)();
+  const result = plan(desired, freshHost(desired), up(desired));
+  assert.deepEqual(
+    result.gates.map((g) => `${g.id} ${g.kind} after ${g.after.join(',')}`),
+    ['health:db health after instance:db-0', 'completed:migrate completed after instance:migrate-0'],
+  );
+  const web0 = result.actions.find((a) => a.id === 'instance:web-0')!;
+  assert.ok(
+    web0.after.includes('completed:migrate') && web0.after.includes('health:db'),
+    web0.after.join(' '),
+  );
+  assert.ok(!web0.after.includes('instance:migrate-0'), 'the gate stands for the start');
+  assert.ok(graphLines(result).includes('[instance:migrate-0] -> completed:migrate completed'));
+});
+
 test("compose's healthcheck forms: CMD is the argv, CMD-SHELL goes through sh, NONE and disable mean none", () => {
   const text = shop.replace(
     'healthcheck: { test: pg_isready }',

@@ -115,6 +115,16 @@ export function formatEvent(event: HolosEvent): string | undefined {
         default:
           return undefined;
       }
+    case 'completion':
+      switch (event.phase) {
+        case 'waiting':
+          return `${event.instance}: waiting for its main service to complete`;
+        case 'completed':
+          return `${event.instance}: completed after ${seconds(event.duration_ms ?? 0)}`;
+        case 'failed':
+          return styleText('red', `${event.instance}: did not complete: ${event.output}`);
+      }
+      return undefined;
     case 'waiting':
       return event.message;
     case 'download':

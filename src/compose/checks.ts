@@ -89,13 +89,6 @@ function checkDependencies(
   return service.depends_on.flatMap(({ service: target, condition, required, at: where }) => {
     const path = ['services', name, 'depends_on', where];
     if (target === name) return [at(path, 'a service cannot depend on itself; remove this entry')];
-    if (condition === 'service_completed_successfully')
-      return [
-        at(
-          [...path, 'condition'],
-          "service_completed_successfully (start once the dependency's main service exited 0) is not supported yet; use service_healthy with a healthcheck that tests for what the command leaves behind",
-        ),
-      ];
     if (!input.serviceSet.has(target)) {
       // Compose lets a dependency that is not required be absent.
       if (!required) return [];
@@ -114,6 +107,18 @@ function checkDependencies(
         at(
           [...path, 'condition'],
           `${target} has no healthcheck to wait for; give it one, or use condition: service_started`,
+        ),
+      ];
+    const dependency = input.services.get(target);
+    if (
+      condition === 'service_completed_successfully' &&
+      dependency &&
+      [...(dependency.entrypoint ?? []), ...(dependency.command ?? [])].length === 0
+    )
+      return [
+        at(
+          [...path, 'condition'],
+          `${target} has no command to complete; give it a command (it runs once as the VM's main service), or use condition: service_started`,
         ),
       ];
     return [];

@@ -5,6 +5,8 @@ import type { QemuBinaries } from '../qemu/binaries.js';
 import { projectKeySpec, read as readKeypair } from '../resources/keypair.js';
 import type { Action, ExecContext, Executor } from '../resources/kind.js';
 import { kinds } from '../resources/registry.js';
+import { waitCompleted } from '../ssh/completion.js';
+import type { SshTarget } from '../ssh/exec.js';
 import { waitHealthy } from '../ssh/health.js';
 import { inspect } from '../state/inspect.js';
 import { sshTargetOf } from '../state/records.js';
@@ -128,7 +130,10 @@ export async function apply(plan: Plan, ctx: ApplyContext): Promise<ApplyResult>
   };
 
   const runNode = async (node: Node): Promise<void> => {
-    if (node.gate) return healthGate(node.gate.service, ctx);
+    if (node.gate)
+      return node.gate.kind === 'health'
+        ? healthGate(node.gate.service, ctx)
+        : completionGate(node.gate.service, ctx);
     const mine = parts.get(node.action.id) ?? [];
     let ran = false;
     const between = async () => {
@@ -192,14 +197,13 @@ export async function apply(plan: Plan, ctx: ApplyContext): Promise<ApplyResult>
   return { instances, problems };
 }
 
-/** Waits until every instance of `service` passes its healthcheck. */
-async function healthGate(service: string, ctx: ApplyContext): Promise<void> {
+/** Runs `each` for every instance of `service` with its SSH target; each must be running. */
+async function everyInstance(
+  service: string,
+  ctx: ApplyContext,
+  each: (name: string, target: SshTarget) => Promise<void>,
+): Promise<void> {
   const { project, layout } = ctx.desired;
-  const check = project.services.find((s) => s.name === service)!.spec.healthcheck!;
-  if (ctx.healthBypass) {
-    ctx.emit({ type: 'health', phase: 'bypassed', service });
-    return;
-  }
   const projectKey = await readKeypair(projectKeySpec(layout));
   if (!projectKey) throw new Error('the project key is missing');
   await Promise.all(
@@ -208,37 +212,71 @@ async function healthGate(service: string, ctx: ApplyContext): Promise<void> {
       .map(async ({ name }) => {
         const { applied, pid } = await inspect(name, layout.instance(name));
         if (!applied || pid === undefined) throw new Error(`${name} is not running`);
-        const started = Date.now();
-        ctx.emit({ type: 'health', phase: 'waiting', service, instance: name });
-        try {
-          await waitHealthy(sshTargetOf(applied, projectKey.privateKey), check, {
-            signal: ctx.signal,
-            onProbe: (result) =>
-              ctx.emit({
-                type: 'health',
-                phase: 'probe-failed',
-                service,
-                instance: name,
-                output: result.output,
-              }),
-          });
-        } catch (error) {
-          ctx.emit({
-            type: 'health',
-            phase: 'unhealthy',
-            service,
-            instance: name,
-            output: (error as Error).message,
-          });
-          throw new Error(`${name} healthcheck: ${(error as Error).message}`, { cause: error });
-        }
-        ctx.emit({
-          type: 'health',
-          phase: 'healthy',
-          service,
-          instance: name,
-          duration_ms: Date.now() - started,
-        });
+        await each(name, sshTargetOf(applied, projectKey.privateKey));
       }),
   );
+}
+
+/** Waits until every instance of `service` passes its healthcheck. */
+async function healthGate(service: string, ctx: ApplyContext): Promise<void> {
+  const check = ctx.desired.project.services.find((s) => s.name === service)!.spec.healthcheck!;
+  if (ctx.healthBypass) {
+    ctx.emit({ type: 'health', phase: 'bypassed', service });
+    return;
+  }
+  await everyInstance(service, ctx, async (name, target) => {
+    const started = Date.now();
+    ctx.emit({ type: 'health', phase: 'waiting', service, instance: name });
+    try {
+      await waitHealthy(target, check, {
+        signal: ctx.signal,
+        onProbe: (result) =>
+          ctx.emit({
+            type: 'health',
+            phase: 'probe-failed',
+            service,
+            instance: name,
+            output: result.output,
+          }),
+      });
+    } catch (error) {
+      ctx.emit({
+        type: 'health',
+        phase: 'unhealthy',
+        service,
+        instance: name,
+        output: (error as Error).message,
+      });
+      throw new Error(`${name} healthcheck: ${(error as Error).message}`, { cause: error });
+    }
+    ctx.emit({
+      type: 'health',
+      phase: 'healthy',
+      service,
+      instance: name,
+      duration_ms: Date.now() - started,
+    });
+  });
+}
+
+/** Waits until the main service of every instance of `service` has exited 0. */
+async function completionGate(service: string, ctx: ApplyContext): Promise<void> {
+  await everyInstance(service, ctx, async (name, target) => {
+    const started = Date.now();
+    ctx.emit({ type: 'completion', phase: 'waiting', service, instance: name });
+    try {
+      await waitCompleted(target, { signal: ctx.signal });
+    } catch (error) {
+      const why = (error as Error).message;
+      ctx.emit({ type: 'completion', phase: 'failed', service, instance: name, output: why });
+      throw new Error(`${name}: ${why}; see holos logs ${name}`, { cause: error });
+    }
+    ctx.emit({
+      type: 'completion',
+      phase: 'completed',
+      service,
+      instance: name,
+      duration_ms: Date.now() - started,
+    });
+  });
 }

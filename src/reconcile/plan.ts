@@ -39,10 +39,14 @@ export interface Targets {
   locked?: boolean;
 }
 
-/** A node of the graph that is not an action: every instance of a service passes its healthcheck. */
+/**
+ * A node of the graph that is not an action: every instance of a service passes its healthcheck
+ * (`health`), or its main service has exited 0 (`completed`, depends_on's
+ * service_completed_successfully).
+ */
 export interface Gate {
   id: string;
-  kind: 'health';
+  kind: 'health' | 'completed';
   service: string;
   after: string[];
 }
@@ -161,32 +165,38 @@ export function plan(desired: Desired, observed: Observed, targets: Targets): Pl
       if (deps.includes(serviceOf(action))) wait(action, ofService(dependent, teardown));
 
   // Bring-up, after every teardown (a removed VM may hold a port a new one needs), dependencies
-  // first; a dependency with a healthcheck is passed through its gate.
+  // first; a dependency to be healthy or completed is passed through its gate.
   const up = instanceActions.filter((a) => bringUp.has(a.verb));
   const gates: Gate[] = [];
   for (const service of desired.project.services) {
-    // What each dependent waits for: its start, or its healthcheck (condition: service_healthy,
-    // or the list form when it has one). Nothing, when the dependency is not required and this
-    // verb leaves it alone (a profile not enabled, say).
-    const needs = new Map<string, 'started' | 'healthy'>();
+    // What each dependent waits for: its start, its healthcheck (condition: service_healthy, or
+    // the list form when it has one) or its main service's end (service_completed_successfully).
+    // Nothing, when the dependency is not required and this verb leaves it alone (a profile not
+    // enabled, say).
+    const needs = new Map<string, 'started' | Gate['kind']>();
     const leftAlone = targets.services[service.name] === undefined;
     for (const s of desired.project.services)
       for (const d of s.spec.depends_on)
         if (d.service === service.name && (d.required || !leftAlone))
           needs.set(
             s.name,
-            d.condition === 'service_started' || !service.spec.healthcheck ? 'started' : 'healthy',
+            d.condition === 'service_completed_successfully'
+              ? 'completed'
+              : d.condition === 'service_started' || !service.spec.healthcheck
+                ? 'started'
+                : 'health',
           );
     const mine = ofService(service.name, bringUp);
     const waiting = up.filter((a) => needs.has(serviceOf(a)));
     if (needs.size === 0 || (mine.length === 0 && waiting.length === 0)) continue;
-    let healthy = mine;
-    if ([...needs.values()].includes('healthy')) {
-      const gate: Gate = { id: `health:${service.name}`, kind: 'health', service: service.name, after: mine };
-      gates.push(gate);
-      healthy = [gate.id];
-    }
-    for (const action of waiting) wait(action, needs.get(serviceOf(action)) === 'healthy' ? healthy : mine);
+    const passed = new Map<string, string[]>([['started', mine]]);
+    for (const kind of ['health', 'completed'] as const)
+      if ([...needs.values()].includes(kind)) {
+        const gate: Gate = { id: `${kind}:${service.name}`, kind, service: service.name, after: mine };
+        gates.push(gate);
+        passed.set(kind, [gate.id]);
+      }
+    for (const action of waiting) wait(action, passed.get(needs.get(serviceOf(action))!)!);
   }
   for (const action of up)
     wait(
@@ -229,6 +239,6 @@ export function graphLines(plan: Plan): string[] {
     ...plan.actions.map((a) =>
       node(a.id, a.after, `${a.verb} (${a.cause})${a.during ? ` {during ${a.during}}` : ''}`),
     ),
-    ...plan.gates.map((g) => node(g.id, g.after, 'healthy')),
+    ...plan.gates.map((g) => node(g.id, g.after, g.kind === 'health' ? 'healthy' : 'completed')),
   ];
 }

@@ -1,8 +1,10 @@
 // End to end, issue #15: a compose file written the way compose users write one, on real
-// guests. db has a healthcheck; app depends on it with `condition: service_healthy`, takes its
-// port from `.env` through an override file, and runs its `command` as the VM's main service
-// with an `environment` variable, under `restart: "no"`. One `up` boots both; then:
-// - app starts only once db is healthy (the order of the events);
+// guests. db has a healthcheck; job's command runs once; app depends on db with `condition:
+// service_healthy` and on job with `service_completed_successfully`, takes its port from `.env`
+// through an override file, and runs its `command` as the VM's main service with an
+// `environment` variable, under `restart: "no"`. One `up` boots all three; then:
+// - app starts only once db is healthy and job's command has exited 0 (the order of the events);
+// - what systemd says of a failing unit reads as a failure (the gate's parser, on real systemd);
 // - the main process serves the variable on the interpolated port, from the host;
 // - it comes back by itself after the VM restarts (the unit is enabled, not run once);
 // - `holos watch` leaves app powered off when its guest powers itself off (restart: "no").
@@ -11,6 +13,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
+import { mainUnitName } from '../../src/cloudinit/main-service.js';
+import { mainServiceState, showCommand } from '../../src/ssh/completion.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BOOT_TIMEOUT_MS,
@@ -41,11 +45,17 @@ function baseYaml(image: string, greeting: string): string {
     '      test: ["CMD-SHELL", "test -f /var/lib/cloud/instance/boot-finished"]',
     '      interval: 5s',
     '      start_period: 5m',
+    '  job:',
+    `    image: ${q(image)}`,
+    '    command: ["/bin/sh", "-c", "sleep 3; echo migrated > /var/tmp/holos-job"]',
+    '    stop_grace_period: 5s',
     '  app:',
     `    image: ${q(image)}`,
     '    depends_on:',
     '      db:',
     '        condition: service_healthy',
+    '      job:',
+    '        condition: service_completed_successfully',
     '    restart: "no"',
     '    environment:',
     `      GREETING: ${q(greeting)}`,
@@ -66,7 +76,7 @@ const overrideYaml = [
 ].join('\n');
 
 e2eTest(
-  'compose: environment, command as the main service, .env port, service_healthy, restart: no under watch',
+  'compose: environment, command as the main service, .env port, service_healthy, service_completed_successfully, restart: no under watch',
   async (t: TestContext, env) => {
     if (!canUseNetns()) {
       const reason = 'e2e compose: needs root and iproute2 for a network namespace';
@@ -104,7 +114,7 @@ e2eTest(
         assert.equal(config.services.app!.environment?.GREETING, greeting);
       });
 
-      await t.test('up: app starts after db is healthy', async () => {
+      await t.test('up: app starts after db is healthy and job has completed', async () => {
         const up = await holosOk(['up', '--json']);
         const events = parseEvents(up.stdout);
         const healthy = events.findIndex(
@@ -117,11 +127,49 @@ e2eTest(
             e.action.kind === 'instance' &&
             e.action.name === 'app-0',
         );
-        assert.ok(healthy >= 0, 'db passed its health gate');
-        assert.ok(
-          appStart > healthy,
-          `app-0 started (event ${appStart}) after db was healthy (event ${healthy})`,
+        const completed = events.findIndex(
+          (e) => e.type === 'completion' && e.phase === 'completed' && e.instance === 'job-0',
         );
+        assert.ok(healthy >= 0, 'db passed its health gate');
+        assert.ok(completed >= 0, 'job passed its completion gate');
+        assert.ok(
+          appStart > healthy && appStart > completed,
+          `app-0 started (event ${appStart}) after db was healthy (event ${healthy}) and job completed (event ${completed})`,
+        );
+      });
+
+      await t.test("job's command ran once; a failing unit reads as a failure", async () => {
+        const marker = await holosOk(['exec', 'job-0', '--', 'cat', '/var/tmp/holos-job']);
+        assert.equal(marker.stdout.trim(), 'migrated');
+        const show = async (unit: string) =>
+          mainServiceState(
+            (await holosOk(['exec', 'job-0', '--', ...showCommand.replace(mainUnitName, unit).split(' ')]))
+              .stdout,
+          );
+        assert.deepEqual(await show(mainUnitName), {
+          ended: true,
+          ok: true,
+          why: 'its main service exited 0',
+        });
+        // A transient unit that exits 3: systemd keeps it, failed, for show to read.
+        await holos([
+          'exec',
+          'job-0',
+          '--',
+          'sudo',
+          'systemd-run',
+          '--wait',
+          '--unit',
+          'holos-e2e-fails',
+          '/bin/sh',
+          '-c',
+          'exit 3',
+        ]);
+        assert.deepEqual(await show('holos-e2e-fails.service'), {
+          ended: true,
+          ok: false,
+          why: 'its main service exited with status 3 (exit-code)',
+        });
       });
 
       await t.test('the main process has the variable and serves it on the .env port', async () => {
@@ -153,6 +201,11 @@ e2eTest(
         const row = (await ps()).get('app-0');
         assert.notEqual(row?.state, 'running', `app-0 is ${row?.state} (pid ${row?.pid}, was ${before})`);
         assert.equal((await ps()).get('db-0')?.state, 'running', 'db is left running');
+        assert.equal(
+          (await ps()).get('job-0')?.state,
+          'running',
+          'job is left running: its VM outlives its command',
+        );
         watch.signal('SIGINT');
         await watch.done;
       });
