@@ -77,6 +77,47 @@ function checkDockerfile(name: string, service: Service, input: CheckInput): Iss
   ];
 }
 
+/**
+ * A host name another VM answers to: every VM's hosts table names its peers by service and by
+ * instance, so a hostname equal to one of those would make two VMs answer to one name.
+ */
+function checkHostname(name: string, service: Service, input: CheckInput): Issue[] {
+  if (service.hostname === undefined) return [];
+  const mine =
+    service.replicas > 1
+      ? Array.from({ length: service.replicas }, (_, i) => `${service.hostname}-${i}`)
+      : [service.hostname];
+  const others = new Map<string, string>();
+  for (const [other, spec] of input.services) {
+    if (other === name) continue;
+    others.set(other, `service ${other}`);
+    for (let i = 0; i < spec.replicas; i++) others.set(`${other}-${i}`, `an instance of ${other}`);
+  }
+  const taken = mine.find((h) => others.has(h));
+  return taken === undefined
+    ? []
+    : [
+        at(
+          ['services', name, 'hostname'],
+          `${taken} already names ${others.get(taken)}; peers reach VMs by their service and instance names, so pick another hostname`,
+        ),
+      ];
+}
+
+/** working_dir and user shape the main service: without a command there is none to shape. */
+function checkMainService(name: string, service: Service): Issue[] {
+  if ([...(service.entrypoint ?? []), ...(service.command ?? [])].length > 0) return [];
+  return (['working_dir', 'user'] as const)
+    .filter((key) => service[key] !== undefined)
+    .map((key) =>
+      at(
+        ['services', name, key],
+        `${key} applies to the VM's main service, which only a command or an entrypoint makes; give one, or remove ${key}`,
+        'key',
+      ),
+    );
+}
+
 /** `a, b, c` of at most `most` names, then `…`: a hint never lists a whole huge file. */
 const someOf = (names: readonly string[], most = 20) =>
   names.length > most ? `${names.slice(0, most).join(', ')}, …` : names.join(', ');
@@ -439,6 +480,8 @@ export function crossChecks(given: CheckInput): Issue[] {
     ...checkDockerfile(name, service, input),
     ...checkDependencies(name, service, input),
     ...checkMounts(name, service, input, declared),
+    ...checkHostname(name, service, input),
+    ...checkMainService(name, service),
   ]);
   return [
     ...perService,
