@@ -82,15 +82,27 @@ export async function findSnapshot(
   return root!;
 }
 
+/**
+ * How long a reply may take while a snapshot job runs. QEMU writes the VM's RAM from its main
+ * loop, so the monitor answers nothing until that is done: seconds for a small VM on an idle
+ * host, minutes for many GiB or a busy disk. The connection's usual 10 s would call that a hang.
+ */
+const JOB_REPLY_TIMEOUT_MS = 30 * 60_000;
+
 /** Runs a QMP job (snapshot-save, -load, -delete) to its end; its error, if any, thrown. */
 async function runJob(qmp: QmpClient, command: string, args: Record<string, unknown>): Promise<void> {
   const id = `holos-${command}-${process.pid}-${Date.now()}`;
-  await qmp.execute(command, { 'job-id': id, ...args });
+  const wait = { timeoutMs: JOB_REPLY_TIMEOUT_MS };
+  await qmp.execute(command, { 'job-id': id, ...args }, wait);
   for (;;) {
-    const jobs = await qmp.execute<{ id: string; status: string; error?: string }[]>('query-jobs');
+    const jobs = await qmp.execute<{ id: string; status: string; error?: string }[]>(
+      'query-jobs',
+      undefined,
+      wait,
+    );
     const job = jobs.find((j) => j.id === id);
     if (!job || job.status === 'concluded') {
-      await qmp.execute('job-dismiss', { id }).catch(() => undefined);
+      await qmp.execute('job-dismiss', { id }, wait).catch(() => undefined);
       if (job?.error) throw new Error(`${command}: ${job.error}`);
       return;
     }
