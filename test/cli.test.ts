@@ -1,26 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { parse } from 'yaml';
-import { holosArgs } from './support/cli.js';
+import { runCli } from './support/cli.js';
 import { composeDir } from './support/compose.js';
 
 const fixtures = join(import.meta.dirname, '..', 'fixtures', 'compose');
 
-async function holos(args: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...holosArgs, ...args], {
-      cwd,
-      env: { ...process.env, HOLOS_FILE: '', ...env },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const holos = (args: string[], cwd = process.cwd(), env: NodeJS.ProcessEnv = {}) =>
+  runCli(args, { cwd, env });
 
 test('validate: a valid file prints one summary line and exits 0', async () => {
   const r = await holos(['validate', '-f', join(fixtures, 'valid', 'sample-demo.yaml')]);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { GlobalOptions } from './context.js';
+import type { KubevirtFlags } from './kubevirt.js';
 import type { MutateOptions } from './lifecycle.js';
 
 // Every verb, as commander sees it: its arguments, options and help. What a verb does lives in
@@ -13,6 +14,7 @@ const watching = () => import('./watch.js');
 const imaging = () => import('./images.js');
 const snapshotting = () => import('./snapshot.js');
 const volumes = () => import('./volumes.js');
+const kubevirt = () => import('./kubevirt.js');
 
 const mutating = (command: Command) =>
   command
@@ -227,10 +229,10 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     )
     .action(async () => (await access()).sshConfig(globals()));
 
-  program
+  const exporting = program
     .command('export')
     .description(
-      "write an instance's root disk, flattened, as a standalone qcow2 image (usable as image: elsewhere)",
+      "write an instance's root disk, flattened, as a standalone qcow2 image (usable as image: elsewhere); export kubevirt: the project as KubeVirt manifests",
     )
     .argument('<instance>', 'an instance (web-0), or a service for its replica 0')
     .argument('<file>', 'the qcow2 to write (never overwritten)')
@@ -238,6 +240,26 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     .action(async (name: string, file: string, options: { snapshot?: string }) =>
       (await snapshotting()).exportDisk(globals(), name, file, options),
     );
+  // A subcommand beside the disk export's arguments: commander tries it first, so a service
+  // named kubevirt has its disk exported by instance name (kubevirt-0).
+  exporting
+    .command('kubevirt')
+    .description(
+      'the project as KubeVirt and CDI manifests (VirtualMachines, DataVolumes, Services, Secrets) for kubectl apply; what has no cluster equivalent is one warning each on stderr',
+    )
+    .option(
+      '-o, --output <dir>',
+      'a directory for one file per manifest, or - for one YAML stream on stdout',
+      '-',
+    )
+    .option('--namespace <ns>', "the namespace of every manifest (else kubectl's current one)")
+    .option('--storage-class <sc>', 'the storage class of every DataVolume (else the cluster default)')
+    .option(
+      '--service-type <type>',
+      'the type of the Services for ports: ClusterIP, NodePort or LoadBalancer',
+      'ClusterIP',
+    )
+    .action(async (options: KubevirtFlags) => (await kubevirt()).kubevirt(globals(), options));
 
   // Named volumes, for people: what they hold and who uses them; rm refuses one in use.
   const volumeVerbs = program

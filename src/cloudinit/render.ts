@@ -246,10 +246,41 @@ export function renderUserData(
   instance: ResolvedInstance,
   keys: SeedKeys,
 ): string {
+  return `#cloud-config\n${yaml11(userDataConfig(service, instance, keys))}`;
+}
+
+/** What a guest elsewhere (export/kubevirt.ts) needs beyond the seed's user-data. */
+export interface ElsewhereExtras {
+  /** Packages it installs too (qemu-guest-agent, for a cluster's exec probes). */
+  packages: string[];
+  /** Commands that run before the user's runcmd (waits for its dependencies). */
+  runcmdBefore: string[];
+}
+
+/**
+ * The user-data of a guest that runs elsewhere than this host, from the same config as the
+ * seed's: the keys holos has not made yet are left out (the guest makes its own host key).
+ */
+export function renderElsewhereUserData(
+  service: ResolvedService,
+  instance: ResolvedInstance,
+  keys: Partial<SeedKeys>,
+  extras: ElsewhereExtras,
+): string {
+  return `#cloud-config\n${yaml11(userDataConfig(service, instance, keys, extras))}`;
+}
+
+function userDataConfig(
+  service: ResolvedService,
+  instance: ResolvedInstance,
+  keys: Partial<SeedKeys>,
+  extras: ElsewhereExtras = { packages: [], runcmdBefore: [] },
+) {
   const init = service.spec.cloud_init;
   const openrc = service.image.os === 'openrc';
   const writeFiles = [...init.write_files, ...guestFiles(service)];
-  const config = {
+  const packages = [...init.packages, ...extras.packages.filter((p) => !init.packages.includes(p))];
+  return {
     hostname: instance.hostname,
     manage_etc_hosts: false,
     ssh_pwauth: false,
@@ -261,13 +292,18 @@ export function renderUserData(
         shell: openrc ? '/bin/sh' : '/bin/bash',
         sudo: 'ALL=(ALL) NOPASSWD:ALL',
         lock_passwd: true,
-        ssh_authorized_keys: [...init.ssh_authorized_keys, keys.projectPublicKey],
+        ssh_authorized_keys: [
+          ...init.ssh_authorized_keys,
+          ...(keys.projectPublicKey !== undefined ? [keys.projectPublicKey] : []),
+        ],
       },
     ],
     // With ssh_keys given, cloud-init generates no other host keys (and ssh_genkeytypes: [] fails its schema).
     ssh_deletekeys: true,
-    ssh_keys: { ed25519_private: keys.hostKey.privateKey, ed25519_public: keys.hostKey.publicKey },
-    ...(init.packages.length > 0 && { package_update: true, packages: init.packages }),
+    ...(keys.hostKey && {
+      ssh_keys: { ed25519_private: keys.hostKey.privateKey, ed25519_public: keys.hostKey.publicKey },
+    }),
+    ...(packages.length > 0 && { package_update: true, packages }),
     ...(writeFiles.length > 0 && { write_files: writeFiles }),
     // First in bootcmd, every boot and idempotent, before the user's commands need them: the
     // hosts table, then the mounts.
@@ -279,9 +315,13 @@ export function renderUserData(
     ],
     // First, so the user's commands decide the script's exit status, as they would alone.
     // The main service is enabled last: it may need the packages and the user's commands.
-    runcmd: [firstBootReport, ...init.runcmd, ...(service.main ? [enableMainService] : [])],
+    runcmd: [
+      firstBootReport,
+      ...extras.runcmdBefore,
+      ...init.runcmd,
+      ...(service.main ? [enableMainService] : []),
+    ],
   };
-  return `#cloud-config\n${yaml11(config)}`;
 }
 
 /**

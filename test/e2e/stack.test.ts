@@ -40,6 +40,7 @@ import {
   type RunResult,
   type SshClient,
 } from './harness.js';
+import { initialShape, project, stackYaml, type StackShape } from './stack-compose.js';
 import type { Stamped } from '../../src/events.js';
 import type { InstanceStatus } from '../../src/access/status.js';
 import type { Action } from '../../src/resources/kind.js';
@@ -47,64 +48,9 @@ import type { Action } from '../../src/resources/kind.js';
 // This host's KVM hangs guests; the product's probe would find that out too, at a cost.
 process.env.HOLOS_ACCEL ??= 'tcg';
 
-const project = 'stack';
 /** The login user holos creates for a local image without cloud_init.user. */
 const user = 'ubuntu';
 const shareFile = 'hello.txt';
-
-interface StackShape {
-  webMemory: number;
-  webReplicas: number;
-  /** A runcmd line more for web: a different seed, so a new root disk. */
-  webVersion?: string;
-}
-
-const initialShape: StackShape = { webMemory: 512, webReplicas: 2 };
-
-function stackYaml(image: string, shape: StackShape): string {
-  const q = (text: string) => JSON.stringify(text);
-  const webRuncmd = [
-    'mkdir -p /srv/www && hostname > /srv/www/index.html',
-    ...(shape.webVersion ? [`echo ${shape.webVersion} > /srv/www/version`] : []),
-    'systemd-run --unit=web-http python3 -m http.server 8000 --directory /srv/www',
-  ];
-  return [
-    `name: ${project}`,
-    'services:',
-    '  db:',
-    `    image: ${q(image)}`,
-    '    vm:',
-    '      memory_mb: 512',
-    '    volumes:',
-    '      - data:/data',
-    '    healthcheck:',
-    '      test: test -f /var/lib/cloud/instance/boot-finished',
-    '      interval: 5s',
-    '      start_period: 5m',
-    '    cloud_init:',
-    '      runcmd:',
-    `        - ${q('systemd-run --unit=db-http python3 -m http.server 8000 --directory /data')}`,
-    '  web:',
-    `    image: ${q(image)}`,
-    `    replicas: ${shape.webReplicas}`,
-    '    depends_on: [db]',
-    '    ports:',
-    '      - "8080:8000"',
-    '    volumes:',
-    '      - ./share:/mnt/share:ro',
-    // 20s, not less: a booted guest's ACPI power-off took over 10s on a loaded 2-core host.
-    '    stop_grace_period: 20s',
-    '    vm:',
-    `      memory_mb: ${shape.webMemory}`,
-    '    cloud_init:',
-    '      runcmd:',
-    ...webRuncmd.map((line) => `        - ${q(line)}`),
-    'volumes:',
-    '  data:',
-    '    size: 1G',
-    '',
-  ].join('\n');
-}
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 const instanceActions = (actions: Action[]) =>

@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 
 // How the unit tests run holos the way a user does: node's arguments before holos's own. The
 // built bundle, dist/cli.js, when it is newer than every source file (`npm run test:unit`
@@ -23,3 +25,26 @@ function builtIsFresh(): boolean {
 export const holosArgs: readonly string[] = builtIsFresh()
   ? [built]
   : ['--import', import.meta.resolve('tsx'), join(root, 'src', 'cli.ts')];
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs holos to its end in `cwd` with `env` over the tests' own (HOLOS_FILE cleared). */
+export async function runCli(
+  args: readonly string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...holosArgs, ...args], {
+      cwd: opts.cwd ?? process.cwd(),
+      env: { ...process.env, HOLOS_FILE: '', ...opts.env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
