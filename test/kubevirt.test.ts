@@ -119,7 +119,7 @@ services:
     networks: [back]
     healthcheck: { test: ["CMD", "pg_isready"], interval: 10s, retries: 5, start_period: 1m }
     volumes: ["data:/var/lib/data:ro", "./conf:/etc/app:ro"]
-    devices: [{ pci: "01:00.0" }]
+    devices: [{ pci: "01:00.0", rom_file: ./vbios.rom }]
   web:
     image: debian:12
     replicas: 2
@@ -127,6 +127,7 @@ services:
     depends_on: { db: { condition: service_healthy } }
     ports: ["192.168.1.5:8080:80", "9000:9000/udp"]
     extra_hosts: ["host.docker.internal:host-gateway", "db.example:10.0.0.5"]
+    labels: ["com.example.team=web", "not a name=x"]
     vm: { vcpu: 2, memory_mb: 1024, disk_size: 4G, uefi: true, extra_args: [-no-hpet], machine: pc }
     networks: [back]
   share:
@@ -149,13 +150,14 @@ volumes:
     /^volume data: db-0, share-0 share it; ReadWriteOnce storage/,
     /^service db: image \.\/base\.qcow2 is a local file: its root DataVolumes wait for an upload \(virtctl image-upload/,
     /^service db: no vm\.disk_size; each root DataVolume asks for 10Gi$/,
-    /^service db: device 0000:01:00\.0 becomes hostDevices entry holos\.dev\/pci-0000-01-00-0/,
+    /^service db: device 0000:01:00\.0 becomes hostDevices entry holos\.dev\/pci-0000-01-00-0; .*, and its rom_file \.\/vbios\.rom has no field there$/,
     /^service db: bind mount \.\/conf → \/etc\/app has no cluster equivalent/,
     /^service db: its healthcheck becomes a readinessProbe, which runs through the guest agent/,
     /^service share: image \.\/base\.qcow2 is a local file/,
     /^service share: no vm\.disk_size/,
     /^service web: vm\.extra_args are QEMU arguments/,
     /^service web: vm\.machine pc: KubeVirt picks the machine type/,
+    /^service web: label not a name is not a Kubernetes annotation name; left out$/,
     /^service web: depends_on db: Kubernetes has no start order; the first boot waits until db is ready/,
     /^service web: a port's host address has no meaning in a cluster/,
     /^service web: one Service load-balances its 2 replicas/,
@@ -174,6 +176,7 @@ volumes:
     template: { spec: { domain: Record<string, unknown>; subdomain: string; hostname: string } };
   };
   assert.equal(spec.runStrategy, 'Always');
+  assert.deepEqual((vm.metadata as { annotations?: unknown }).annotations, { 'com.example.team': 'web' });
   assert.equal(spec.dataVolumeTemplates[0]!.spec.storage.resources.requests.storage, '4Gi');
   assert.deepEqual(spec.template.spec.domain.firmware, { bootloader: { efi: { secureBoot: false } } });
   assert.equal(spec.template.spec.subdomain, 'web');
@@ -213,7 +216,7 @@ test('holos export kubevirt: stdout by default, -o DIR one file each (0600), bad
   const state = join(dir, 'state');
   writeFileSync(
     join(dir, 'holos.yaml'),
-    'name: tiny\nservices:\n  app:\n    image: debian:12\n    ports: ["8080:80"]\n',
+    'name: tiny\nservices:\n  app:\n    image: debian:12\n    ports: ["8080:80"]\n  debug:\n    image: debian:12\n    profiles: [debug]\n',
   );
   const env = { HOLOS_STATE_DIR: state };
   const out = await runCli(['export', 'kubevirt', '--service-type', 'nodeport'], { cwd: dir, env });
@@ -221,6 +224,9 @@ test('holos export kubevirt: stdout by default, -o DIR one file each (0600), bad
   assert.match(out.stdout, /^---\napiVersion: v1\nkind: Secret\n/);
   assert.match(out.stdout, /type: NodePort/);
   assert.match(out.stderr, /^holos: project tiny: it has no keys on this host yet/m);
+  assert.doesNotMatch(out.stdout, /debug-0/, 'a service of a profile not enabled is not exported');
+  const profiled = await runCli(['--profile', 'debug', 'export', 'kubevirt'], { cwd: dir, env });
+  assert.match(profiled.stdout, /name: debug-0\n/);
   const written = await runCli(['export', 'kubevirt', '-o', join(dir, 'k8s')], { cwd: dir, env });
   assert.equal(written.code, 0, written.stderr);
   assert.deepEqual(readdirSync(join(dir, 'k8s')).sort(), [

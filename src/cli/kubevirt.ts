@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { activeServices } from '../compose/profiles.js';
 import { exportKubevirt, type Manifest, type ServiceType } from '../export/kubevirt.js';
 import { UserError } from '../errors.js';
 import { hostKeySpec, projectKeySpec, read as readKeypair } from '../resources/keypair.js';
@@ -41,11 +42,19 @@ export async function kubevirt(globals: GlobalOptions, flags: KubevirtFlags): Pr
       throw new UserError(
         `${flag} ${value}: a Kubernetes name is lowercase letters, digits and "-", at most 63 characters`,
       );
-  const { project, layout } = await openProject(stateDirOf(globals), {
+  const session = await openProject(stateDirOf(globals), {
     cwd: process.cwd(),
     files: globals.file,
     projectName: globals.projectName,
   });
+  const { layout } = session;
+  // The services of the enabled profiles, as up would start them (compose's convert does too).
+  const active = activeServices(Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])));
+  const project = {
+    ...session.project,
+    services: session.project.services.filter((s) => active.includes(s.name)),
+    instances: session.project.instances.filter((i) => active.includes(i.service)),
+  };
   const projectKey = await readKeypair(projectKeySpec(layout));
   const hostKeys = Object.fromEntries(
     (

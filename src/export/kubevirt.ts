@@ -6,7 +6,7 @@ import { shellQuote } from '../util/shell.js';
 // `holos export kubevirt`: the resolved project `up` uses, as KubeVirt and CDI manifests, for a
 // stack that outgrew one host. Pure: keys come in as arguments, and the same project gives the
 // same documents in the same order. Every field of the compose model is mapped here or named in
-// a warning (docs/kubevirt.md has the table); nothing is dropped without a word.
+// a warning (the README's "Moving to a cluster" has the table); nothing is dropped without a word.
 
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer';
 
@@ -51,6 +51,10 @@ function runStrategy(restart: string): string {
   if (restart.startsWith('on-failure')) return 'RerunOnFailure';
   return 'Once';
 }
+
+/** An annotation's name: an optional DNS-subdomain prefix and `/`, then at most 63 characters. */
+const annotationKey =
+  /^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
 const seconds = (ms: number) => Math.max(1, Math.ceil(ms / 1000));
 
@@ -142,8 +146,16 @@ export function exportKubevirt(
     for (const device of spec.devices)
       warn(
         subject,
-        `device ${device.pci} becomes hostDevices entry holos.dev/pci-${device.pci.replace(/[:.]/g, '-')}; the device name is the cluster's to define (KubeVirt's permittedHostDevices)`,
+        `device ${device.pci} becomes hostDevices entry holos.dev/pci-${device.pci.replace(/[:.]/g, '-')}; the device name is the cluster's to define (KubeVirt's permittedHostDevices)${device.rom_file !== undefined ? `, and its rom_file ${device.rom_file} has no field there` : ''}`,
       );
+    // compose's labels are free text: annotations, where Kubernetes allows their names.
+    const annotations = Object.fromEntries(
+      Object.entries(spec.labels ?? {}).filter(([key]) => {
+        if (annotationKey.test(key)) return true;
+        warn(subject, `label ${key} is not a Kubernetes annotation name; left out`);
+        return false;
+      }),
+    );
     for (const mount of service.mounts)
       if (mount.type === 'bind')
         warn(
@@ -242,7 +254,10 @@ export function exportKubevirt(
       out.push({
         apiVersion: 'kubevirt.io/v1',
         kind: 'VirtualMachine',
-        metadata: meta(instance.name, instanceLabels),
+        metadata: {
+          ...meta(instance.name, instanceLabels),
+          ...(Object.keys(annotations).length > 0 && { annotations }),
+        },
         spec: {
           runStrategy: runStrategy(spec.restart),
           dataVolumeTemplates: [
