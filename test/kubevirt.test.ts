@@ -204,9 +204,8 @@ volumes:
 test('the e2e stack exports as its reviewed golden file (test/golden/kubevirt-stack.yaml)', () => {
   const project = resolveProject(loadText(stackYaml('./base.qcow2', initialShape), 'stack'));
   const golden = join(import.meta.dirname, 'golden', 'kubevirt-stack.yaml');
-  const actual = toYaml(
-    exportKubevirt(project, { hostKeys: {} }, { ...options, namespace: 'stack' }).documents,
-  );
+  const { documents, notes } = exportKubevirt(project, { hostKeys: {} }, { ...options, namespace: 'stack' });
+  const actual = toYaml(documents, notes);
   if (process.env.HOLOS_UPDATE_GOLDEN === '1') writeFileSync(golden, actual);
   assert.equal(actual, readFileSync(golden, 'utf8'), 'HOLOS_UPDATE_GOLDEN=1 rewrites it; review the diff');
 });

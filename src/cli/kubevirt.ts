@@ -22,9 +22,14 @@ const serviceTypes: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBala
 /** DNS-1123 labels, as Kubernetes takes for namespaces. */
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-/** The documents as one YAML stream: `---` between documents, no line folding. */
-export const toYaml = (documents: readonly Manifest[]) =>
-  documents.map((doc) => `---\n${stringify(doc, { lineWidth: 0 })}`).join('');
+/** The documents as one YAML stream: `---` between documents, a note as a comment above its own. */
+export const toYaml = (documents: readonly Manifest[], notes: ReadonlyMap<Manifest, string> = new Map()) =>
+  documents
+    .map((doc) => {
+      const note = notes.get(doc);
+      return `---\n${note !== undefined ? `# ${note}\n` : ''}${stringify(doc, { lineWidth: 0 })}`;
+    })
+    .join('');
 
 /** One file per document: `<kind>-<name>.yaml`, as kubectl apply -f DIR reads them. */
 const fileName = (doc: Manifest) =>
@@ -65,7 +70,7 @@ export async function kubevirt(globals: GlobalOptions, flags: KubevirtFlags): Pr
       )
     ).filter((entry): entry is readonly [string, { privateKey: string; publicKey: string }] => !!entry[1]),
   );
-  const { documents, warnings } = exportKubevirt(
+  const { documents, notes, warnings } = exportKubevirt(
     project,
     { ...(projectKey && { projectPublicKey: projectKey.publicKey }), hostKeys },
     {
@@ -76,13 +81,13 @@ export async function kubevirt(globals: GlobalOptions, flags: KubevirtFlags): Pr
   );
   for (const warning of warnings) process.stderr.write(`holos: ${warning}\n`);
   if (flags.output === '-') {
-    process.stdout.write(toYaml(documents));
+    process.stdout.write(toYaml(documents, notes));
     return;
   }
   // The Secrets hold the guests' private host keys: the directory and files are the owner's.
   await mkdir(flags.output, { recursive: true, mode: 0o700 });
   for (const doc of documents)
-    await writeFile(join(flags.output, fileName(doc)), toYaml([doc]), { mode: 0o600 });
+    await writeFile(join(flags.output, fileName(doc)), toYaml([doc], notes), { mode: 0o600 });
   process.stderr.write(
     `holos: wrote ${documents.length} manifests to ${flags.output}; kubectl apply -f ${flags.output}\n`,
   );

@@ -26,6 +26,8 @@ export type Manifest = Record<string, unknown> & { apiVersion: string; kind: str
 
 export interface KubevirtExport {
   documents: Manifest[];
+  /** A comment written above a document (the YAML says what it had to decide). */
+  notes: Map<Manifest, string>;
   /** One line each, for stderr: what has no equivalent in a cluster, and what to do. */
   warnings: string[];
 }
@@ -92,6 +94,7 @@ export function exportKubevirt(
       );
 
   const documents: Manifest[] = [];
+  const notes = new Map<Manifest, string>();
   // Named volumes: blank DataVolumes, attached with the serial the guest's mount lines look for.
   const users = new Map<string, string[]>();
   for (const instance of project.instances)
@@ -117,7 +120,7 @@ export function exportKubevirt(
     const instances = project.instances.filter((i) => i.service === service.name);
     documents.push(...serviceManifests(service, instances));
   }
-  return { documents, warnings };
+  return { documents, notes, warnings };
 
   function serviceManifests(service: ResolvedService, instances: ResolvedInstance[]): Manifest[] {
     const { spec } = service;
@@ -130,7 +133,7 @@ export function exportKubevirt(
     if (service.image.kind === 'local')
       warn(
         subject,
-        `image ${service.image.ref} is a local file: its root DataVolumes wait for an upload (virtctl image-upload dv <instance>-root --image-path=${service.image.path ?? service.image.ref})`,
+        `image ${service.image.ref} is a local file: its root DataVolumes wait for an upload (virtctl image-upload dv <instance>-root --image-path=${asWritten(project.dir, service.image.path ?? service.image.ref)})`,
       );
     if (spec.vm.disk_size === undefined)
       warn(subject, `no vm.disk_size; each root DataVolume asks for ${quantity(defaultRootSize)}`);
@@ -251,7 +254,7 @@ export function exportKubevirt(
           }),
         },
       };
-      out.push({
+      const vm: Manifest = {
         apiVersion: 'kubevirt.io/v1',
         kind: 'VirtualMachine',
         metadata: {
@@ -296,15 +299,21 @@ export function exportKubevirt(
             },
           },
         },
-      });
+      };
+      if (service.image.kind === 'local')
+        notes.set(
+          vm,
+          `Its root disk waits for an upload: virtctl image-upload dv ${instance.name}-root --image-path=${asWritten(project.dir, service.image.path ?? service.image.ref)}`,
+        );
+      out.push(vm);
       // The instance's own name, as on the host (web-0 resolves, not only web-0.web).
       out.push(headless(instance.name, instanceLabels));
     }
     // The service's name: every ready instance, as the host's table gives replica 0.
     out.push(headless(service.name, labels));
     const ports = instances[0]?.ports ?? [];
-    if (ports.length > 0)
-      out.push({
+    if (ports.length > 0) {
+      const published: Manifest = {
         apiVersion: 'v1',
         kind: 'Service',
         metadata: meta(`${service.name}-ports`, labels),
@@ -318,7 +327,14 @@ export function exportKubevirt(
             targetPort: p.guest,
           })),
         },
-      });
+      };
+      if (instances.length > 1)
+        notes.set(
+          published,
+          `One Service load-balances ${instances.map((i) => i.name).join(', ')}: the host's port offsets per replica are dropped.`,
+        );
+      out.push(published);
+    }
     return out;
   }
 
