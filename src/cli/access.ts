@@ -110,3 +110,34 @@ export async function inspect(
 export async function sshConfig(globals: GlobalOptions): Promise<void> {
   process.stdout.write(await renderSshConfig(await accessProject(globals)));
 }
+
+/** `holos doctor`: the host's requirements, against the project here when there is one. */
+export async function doctor(globals: GlobalOptions, options: { json?: boolean }): Promise<void> {
+  const { diagnose, exitCodeOf, formatChecks, needsOf } = await import('../access/doctor.js');
+  const { findComposeFiles, validateComposeFiles } = await import('../compose/load.js');
+  const { resolveProject } = await import('../compose/resolve.js');
+  let files: string[] | undefined;
+  try {
+    files = findComposeFiles(process.cwd(), globals.file);
+  } catch {
+    files = undefined; // no compose file here: the host's checks alone
+  }
+  const loaded = files && validateComposeFiles(files, { projectName: globals.projectName });
+  const checks = await diagnose({
+    stateDir: stateDirOf(globals),
+    qemuSystem: process.env.HOLOS_QEMU_SYSTEM || 'qemu-system-x86_64',
+    qemuImg: process.env.HOLOS_QEMU_IMG || 'qemu-img',
+    ...(loaded?.ok && { needs: needsOf(resolveProject(loaded.loaded)) }),
+  });
+  if (loaded && !loaded.ok)
+    checks.push({
+      name: 'project',
+      verdict: 'fail',
+      detail: `${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'} in the compose file: ${loaded.problems[0]}`,
+      fix: 'holos validate lists them all',
+    });
+  process.stdout.write(
+    `${options.json ? JSON.stringify({ schema_version: 1, checks }) : formatChecks(checks)}\n`,
+  );
+  process.exitCode = exitCodeOf(checks);
+}

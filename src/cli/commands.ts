@@ -223,6 +223,14 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     );
 
   program
+    .command('doctor')
+    .description(
+      'check what holos needs of this host (QEMU, KVM, OVMF, loopback, the state dir, disk space, capacity against the project here), each with the fix; exit 1 when something needed is missing',
+    )
+    .option('--json', 'print the checks as JSON')
+    .action(async (options: { json?: boolean }) => (await access()).doctor(globals(), options));
+
+  program
     .command('ssh-config')
     .description(
       "print an OpenSSH Host block per instance (for ~/.ssh/config: ssh web-0, scp, editors' remote-SSH); writes the known_hosts file it names",
