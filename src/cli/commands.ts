@@ -223,6 +223,18 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     );
 
   program
+    .command('completion')
+    .description(
+      'print a completion script: source <(holos completion bash); zsh alike; holos completion fish | source',
+    )
+    .argument('<shell>', 'bash, zsh or fish')
+    .action(async (shell: string) => (await import('./completion.js')).printScript(shell));
+  program
+    .command('__complete', { hidden: true })
+    .argument('[words...]')
+    .action(async (words: string[]) => (await import('./completion.js')).complete(program, words, globals()));
+
+  program
     .command('doctor')
     .description(
       'check what holos needs of this host (QEMU, KVM, OVMF, loopback, the state dir, disk space, capacity against the project here), each with the fix; exit 1 when something needed is missing',
