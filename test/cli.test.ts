@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
@@ -103,4 +104,21 @@ test('schema/holos.schema.json is the current schema (regenerate with holos sche
   const { readFileSync } = await import('node:fs');
   const committed = readFileSync(join(import.meta.dirname, '..', 'schema', 'holos.schema.json'), 'utf8');
   assert.equal(committed, (await holos(['schema'])).stdout);
+});
+
+test('version: holos alone; with --json, node and QEMU too (null without QEMU)', async () => {
+  const { version } = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  assert.deepEqual(await holos(['version']), { code: 0, stdout: `holos ${version}\n`, stderr: '' });
+  const json = JSON.parse((await holos(['version', '--json'])).stdout) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(json), ['schema_version', 'holos', 'node', 'qemu']);
+  assert.equal(json.holos, version);
+  assert.match(String(json.qemu), /^\d+\.\d+/, 'CI installs QEMU');
+  const none = JSON.parse(
+    (await holos(['version', '--json'], process.cwd(), { HOLOS_QEMU_SYSTEM: '/nonexistent' })).stdout,
+  ) as {
+    qemu: unknown;
+  };
+  assert.equal(none.qemu, null);
 });

@@ -7,6 +7,7 @@ import { openAccessProject } from '../access/target.js';
 import { parseDuration } from '../compose/units.js';
 import { UserError } from '../errors.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
+import packageJson from '../../package.json' with { type: 'json' };
 
 // Getting into VMs: exec (SSH), console (serial), logs (serial log), ssh-config (for ssh and
 // editors). They read the state dir and touch no VM's state.
@@ -140,4 +141,26 @@ export async function doctor(globals: GlobalOptions, options: { json?: boolean }
     `${options.json ? JSON.stringify({ schema_version: 1, checks }) : formatChecks(checks)}\n`,
   );
   process.exitCode = exitCodeOf(checks);
+}
+
+/** `holos version`: holos's; with --json, node's and QEMU's (null when QEMU is missing). */
+export async function version(options: { json?: boolean }): Promise<void> {
+  if (!options.json) {
+    process.stdout.write(`holos ${packageJson.version}\n`);
+    return;
+  }
+  const { execFile } = await import('node:child_process');
+  const qemu = process.env.HOLOS_QEMU_SYSTEM || 'qemu-system-x86_64';
+  const qemuVersion = await new Promise<string | null>((resolve) =>
+    execFile(qemu, ['--version'], { timeout: 10_000 }, (error, stdout) =>
+      resolve(error ? null : (/version (\S+)/.exec(stdout)?.[1] ?? null)),
+    ),
+  );
+  const versions = {
+    schema_version: 1,
+    holos: packageJson.version,
+    node: process.versions.node,
+    qemu: qemuVersion,
+  };
+  process.stdout.write(`${JSON.stringify(versions)}\n`);
 }

@@ -223,6 +223,11 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     );
 
   program
+    .command('version')
+    .description("print holos's version (--version does too); with --json, node's and QEMU's as well")
+    .option('--json', 'print them as JSON')
+    .action(async (options: { json?: boolean }) => (await access()).version(options));
+  program
     .command('completion')
     .description(
       'print a completion script: source <(holos completion bash); zsh alike; holos completion fish | source',
