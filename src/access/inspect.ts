@@ -49,7 +49,9 @@ export async function inspectDetails(project: AccessProject, name: string): Prom
 }
 
 /** The human form: a line per fact; cloud-init's errors one per line beneath its verdict. */
-export function formatDetails(d: InstanceDetails): string {
+export function formatDetails(
+  d: InstanceDetails & { pending?: { verb: string; kind: string; reason: string }[] | null },
+): string {
   const verdict = d.cloud_init
     ? [d.cloud_init.status, ...d.cloud_init.errors.map((e) => `  ${e}`)].join('\n')
     : d.first_boot?.state === 'pending'
@@ -78,6 +80,16 @@ export function formatDetails(d: InstanceDetails): string {
     ['seed', d.seed ?? '-'],
     ['serial log', d.serial_log],
     ['qemu', d.qemu_argv?.join(' ') ?? '-'],
+    [
+      'against the file',
+      d.pending === undefined || d.pending === null
+        ? '- (no compose file here to compare with)'
+        : d.pending.length === 0
+          ? 'as the file says'
+          : d.pending
+              .map((a) => `${a.kind === 'instance' ? '' : `${a.kind} `}${a.verb}: ${a.reason}`)
+              .join('\n'),
+    ],
   ];
   const width = Math.max(...rows.map(([key]) => key.length)) + 2;
   return rows

@@ -102,10 +102,48 @@ export async function inspect(
   if (options.format !== 'text' && options.format !== 'json')
     throw new UserError(`--format ${options.format}: use text or json`);
   const { inspectDetails, formatDetails } = await import('../access/inspect.js');
-  const details = await inspectDetails(await accessProject(globals), name);
+  const details = {
+    ...(await inspectDetails(await accessProject(globals), name)),
+    pending: null as { verb: string; kind: string; reason: string }[] | null,
+  };
+  details.pending = await pendingActions(globals, details.instance);
   process.stdout.write(
     `${options.format === 'json' ? JSON.stringify({ schema_version: 1, ...details }) : formatDetails(details)}\n`,
   );
+}
+
+/**
+ * What `holos plan` would do to the instance, read against the compose file here: [] when it
+ * is as the file says, null when there is no file to compare with (a project known only from
+ * the state dir, or a file that does not validate: holos validate says why).
+ */
+async function pendingActions(
+  globals: GlobalOptions,
+  instance: string,
+): Promise<{ verb: string; kind: string; reason: string }[] | null> {
+  const [{ openProject }, { planSession }, { targetsFor }, { activeServices }] = await Promise.all([
+    import('../session.js'),
+    import('../reconcile/converge.js'),
+    import('../reconcile/targets.js'),
+    import('../compose/profiles.js'),
+  ]);
+  let session;
+  try {
+    session = await openProject(stateDirOf(globals), {
+      cwd: process.cwd(),
+      files: globals.file,
+      projectName: globals.projectName,
+    });
+  } catch (error) {
+    if (error instanceof UserError) return null;
+    throw error;
+  }
+  if (!session.project.instances.some((i) => i.name === instance)) return null;
+  const services = activeServices(Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])));
+  const { plan } = await planSession(session, targetsFor('plan', services));
+  return plan.actions
+    .filter((a) => (a.instance ?? a.name) === instance)
+    .map((a) => ({ verb: a.verb, kind: a.kind, reason: a.reason }));
 }
 
 export async function sshConfig(globals: GlobalOptions): Promise<void> {

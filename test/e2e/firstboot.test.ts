@@ -221,6 +221,7 @@ heldVmTest(
           /^networks +default 10\.10\.0\.2$/m,
           new RegExp(`^disk +${dir}/disk\\.qcow2\\n +on ${base}$`, 'm'),
           /^qemu +\S*qemu-system-x86_64 .*-name db-0/m,
+          /^against the file +as the file says$/m,
         ])
           assert.match(text.stdout, line);
         const json = await holos('inspect', 'db-0', '--format', 'json');
@@ -232,6 +233,21 @@ heldVmTest(
         );
         assert.deepEqual(details.disk.backing_chain, [base]);
         assert.equal(details.spec?.name, 'db-0');
+        assert.deepEqual((details as { pending?: unknown }).pending, []);
+        // Edited, not applied: inspect says what the next up would do to it.
+        await project.write(
+          'holos.yaml',
+          'name: held\nservices:\n  db:\n    image: ./base.qcow2\n    stop_grace_period: 1s\n    vm: { memory_mb: 160 }\n',
+        );
+        const edited = await holos('inspect', 'db-0', '--format', 'json');
+        const pending = (JSON.parse(edited.stdout) as { pending: { verb: string; reason: string }[] })
+          .pending;
+        assert.deepEqual(
+          pending.map((a) => a.verb),
+          ['restart'],
+        );
+        assert.match(pending[0]!.reason, /memory/);
+        assert.match((await holos('inspect', 'db')).stdout, /^against the file +restart: .*memory/m);
         const bad = await holos('inspect', 'db', '--format', 'yaml');
         assert.deepEqual([bad.code, bad.stderr], [1, 'holos: --format yaml: use text or json\n']);
         const lone = await holos('up', '--wait-timeout', '1s');
