@@ -139,6 +139,7 @@ volumes:
   const dir = join(mkdtempSync(join(tmpdir(), 'holos-kubevirt-')), 'odd');
   mkdirSync(join(dir, 'conf'), { recursive: true });
   writeFileSync(join(dir, 'base.qcow2'), '');
+  writeFileSync(join(dir, 'vbios.rom'), '');
   writeFileSync(join(dir, 'holos.yaml'), text);
   const result = validateComposeFile(join(dir, 'holos.yaml'));
   assert.ok(result.ok, result.ok ? '' : result.problems.join('\n'));

@@ -117,10 +117,11 @@ test('commas in paths are doubled', () => {
   );
 });
 
-test('UEFI and PCI passthrough: firmware pair, kernel-irqchip, vfio-pci with romfile', () => {
+test('UEFI and PCI passthrough: firmware pair, kernel-irqchip, vfio-pci with romfile (relative to the file)', () => {
+  // Any file beside the compose file stands for the ROM: it must exist, and QEMU gets its full path.
   const text =
-    'services:\n  gpu:\n    image: ./base.qcow2\n    devices:\n      - pci: "01:00.0"\n        rom_file: /roms/vbios.rom\n      - pci: "0000:01:00.1"\n';
-  const { args } = argsFor(text, 'gpu-0');
+    'services:\n  gpu:\n    image: ./base.qcow2\n    devices:\n      - pci: "01:00.0"\n        rom_file: ./base.qcow2\n      - pci: "0000:01:00.1"\n';
+  const { args, project } = argsFor(text, 'gpu-0');
   assert.equal(args[args.indexOf('-machine') + 1], 'q35,accel=kvm,kernel-irqchip=on');
   const drives = args.filter((_, i) => args[i - 1] === '-drive');
   assert.deepEqual(drives.slice(0, 2), [
@@ -130,7 +131,7 @@ test('UEFI and PCI passthrough: firmware pair, kernel-irqchip, vfio-pci with rom
   const devices = args.filter((_, i) => args[i - 1] === '-device');
   assert.deepEqual(
     devices.filter((d) => d.startsWith('vfio')),
-    ['vfio-pci,host=0000:01:00.0,romfile=/roms/vbios.rom', 'vfio-pci,host=0000:01:00.1'],
+    [`vfio-pci,host=0000:01:00.0,romfile=${project.dir}/base.qcow2`, 'vfio-pci,host=0000:01:00.1'],
   );
 });
 
@@ -183,7 +184,7 @@ test('every spec field the QEMU command line reads has a class that restarts or 
     loadText(
       demo.replace(
         'volumes:\n  data',
-        '  gpu:\n    image: ./base.qcow2\n    devices: [{ pci: "01:00.0", rom_file: /rom.bin }]\n    vm: { extra_args: [-S] }\nvolumes:\n  data',
+        '  gpu:\n    image: ./base.qcow2\n    devices: [{ pci: "01:00.0", rom_file: ./base.qcow2 }]\n    vm: { extra_args: [-S] }\nvolumes:\n  data',
       ),
     ),
   );

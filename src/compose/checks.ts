@@ -317,6 +317,16 @@ function checkDevices(input: CheckInput): Issue[] {
       const owner = owners.get(device.pci);
       if (owner) issues.push(at(path, `device ${device.pci} is already passed to ${owner}`));
       owners.set(device.pci, formatPath(path));
+      if (device.rom_file !== undefined) {
+        const kind = input.statPath(resolve(input.baseDir, device.rom_file));
+        if (kind !== 'file')
+          issues.push(
+            at(
+              ['services', name, 'devices', i, 'rom_file'],
+              `${device.rom_file} ${kind === 'missing' ? 'does not exist' : 'is a directory'}; the path is relative to the compose file`,
+            ),
+          );
+      }
     });
   }
   return issues;

@@ -187,7 +187,15 @@ function resolveService(name: string, spec: Service, dir: string, host: HostEnvi
   const main = mainService(spec, environment);
   return {
     name,
-    spec,
+    // A ROM file is the compose file's, wherever QEMU runs.
+    spec: spec.devices.some((d) => d.rom_file !== undefined)
+      ? {
+          ...spec,
+          devices: spec.devices.map((d) =>
+            d.rom_file === undefined ? d : { ...d, rom_file: resolvePath(dir, d.rom_file) },
+          ),
+        }
+      : spec,
     image: resolveImage(spec, dir),
     user: loginUser(spec),
     uefi: spec.vm.uefi || spec.devices.length > 0,

@@ -149,7 +149,7 @@ export function exportKubevirt(
     for (const device of spec.devices)
       warn(
         subject,
-        `device ${device.pci} becomes hostDevices entry holos.dev/pci-${device.pci.replace(/[:.]/g, '-')}; the device name is the cluster's to define (KubeVirt's permittedHostDevices)${device.rom_file !== undefined ? `, and its rom_file ${device.rom_file} has no field there` : ''}`,
+        `device ${device.pci} becomes hostDevices entry holos.dev/pci-${device.pci.replace(/[:.]/g, '-')}; the device name is the cluster's to define (KubeVirt's permittedHostDevices)${device.rom_file !== undefined ? `, and its rom_file ${asWritten(project.dir, device.rom_file)} has no field there` : ''}`,
       );
     // compose's labels are free text: annotations, where Kubernetes allows their names.
     const annotations = Object.fromEntries(
