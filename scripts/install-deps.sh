@@ -3,10 +3,11 @@
 # Runtime: QEMU and qemu-img. Tests: the ISO and SSH tools they check holos against, and
 # iproute2 for network namespaces, python3-yaml (PyYAML, the parser cloud-init reads seeds with)
 # as the test oracle of the seed renderer, dnsmasq (dnsmasq-base) as the LAN's DHCP server of the
-# bridge e2e. The test image script installs its own build tools.
+# bridge e2e, pci.ids for the names `holos devices` prints. The test image script installs its
+# own build tools.
 set -euo pipefail
 
-packages=(qemu-system-x86 qemu-utils ovmf genisoimage xorriso openssh-client iproute2 tmux python3-yaml dnsmasq-base)
+packages=(qemu-system-x86 qemu-utils ovmf genisoimage xorriso openssh-client iproute2 tmux python3-yaml dnsmasq-base pci.ids)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

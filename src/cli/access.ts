@@ -202,3 +202,14 @@ export async function version(options: { json?: boolean }): Promise<void> {
   };
   process.stdout.write(`${JSON.stringify(versions)}\n`);
 }
+
+/** `holos devices`: the host's PCI devices by IOMMU group (HOLOS_SYSFS points at another sysfs). */
+export async function devices(options: { gpu?: boolean; json?: boolean }): Promise<void> {
+  const { formatDevices, readPciDevices, readPciNames } = await import('../access/devices.js');
+  const found = await readPciDevices(process.env.HOLOS_SYSFS || '/sys');
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify({ schema_version: 1, devices: found })}\n`);
+    return;
+  }
+  process.stdout.write(`${formatDevices(found, await readPciNames(), options.gpu ?? false)}\n`);
+}

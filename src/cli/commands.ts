@@ -240,6 +240,17 @@ export function registerCommands(program: Command, globals: () => GlobalOptions)
     .action(async (words: string[]) => (await import('./completion.js')).complete(program, words, globals()));
 
   program
+    .command('devices')
+    .description(
+      "the host's PCI devices by IOMMU group, with class, vendor and device, and driver: what devices: can pass to a VM",
+    )
+    .option(
+      '--gpu',
+      'display devices only, with what passthrough needs (vfio-pci, the rest of the group, a ROM)',
+    )
+    .option('--json', 'print the devices as JSON')
+    .action(async (options: { gpu?: boolean; json?: boolean }) => (await access()).devices(options));
+  program
     .command('doctor')
     .description(
       'check what holos needs of this host (QEMU, KVM, OVMF, loopback, the state dir, disk space, capacity against the project here), each with the fix; exit 1 when something needed is missing',
