@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { findCatalogImage, isLocalImage, isUrlImage } from '../images/catalog.js';
 import { startLevels } from './graph.js';
 import { closest, formatPath, type Issue } from './issues.js';
-import { dependencyNames, networkDefaults, type NetworkDecl, type Service } from './schema.js';
+import { dependencyNames, mainArgv, networkDefaults, type NetworkDecl, type Service } from './schema.js';
 import { formatPort } from './ports.js';
 import {
   automaticSubnets,
@@ -106,7 +106,7 @@ function checkHostname(name: string, service: Service, input: CheckInput): Issue
 
 /** working_dir and user shape the main service: without a command there is none to shape. */
 function checkMainService(name: string, service: Service): Issue[] {
-  if ([...(service.entrypoint ?? []), ...(service.command ?? [])].length > 0) return [];
+  if (mainArgv(service).length > 0) return [];
   return (['working_dir', 'user'] as const)
     .filter((key) => service[key] !== undefined)
     .map((key) =>
@@ -151,11 +151,7 @@ function checkDependencies(
         ),
       ];
     const dependency = input.services.get(target);
-    if (
-      condition === 'service_completed_successfully' &&
-      dependency &&
-      [...(dependency.entrypoint ?? []), ...(dependency.command ?? [])].length === 0
-    )
+    if (condition === 'service_completed_successfully' && dependency && mainArgv(dependency).length === 0)
       return [
         at(
           [...path, 'condition'],

@@ -7,7 +7,7 @@ import { startLevels } from './graph.js';
 import type { LoadedCompose } from './load.js';
 import type { PortMapping } from './ports.js';
 import type { Mount } from './mounts.js';
-import { dependencyNames, hostGateway, networkDefaults, type Service } from './schema.js';
+import { dependencyNames, hostGateway, mainArgv, networkDefaults, type Service } from './schema.js';
 import { serviceEnvironment, type HostEnvironment } from './environment.js';
 import type { MainServiceSpec } from '../cloudinit/main-service.js';
 import {
@@ -171,7 +171,7 @@ function loginUser(service: Service): string {
  * rule); none without either.
  */
 function mainService(spec: Service, environment: Record<string, string>): MainServiceSpec | undefined {
-  const argv = [...(spec.entrypoint ?? []), ...(spec.command ?? [])];
+  const argv = mainArgv(spec);
   if (argv.length === 0) return undefined;
   return {
     argv,

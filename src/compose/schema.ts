@@ -512,6 +512,12 @@ const runAs = z
   });
 
 /** The address of the host as a guest reaches it over QEMU's user-mode network. */
+/** The main service's argv as compose builds it: the entrypoint's words, then the command's; empty for none. */
+export const mainArgv = (service: Pick<Service, 'entrypoint' | 'command'>): string[] => [
+  ...(service.entrypoint ?? []),
+  ...(service.command ?? []),
+];
+
 export const hostGateway = '10.0.2.2';
 
 /** `extra_hosts`: `["name:ip"]`, `["name=ip"]` or `{name: ip}`; `host-gateway` is the host. */
