@@ -121,7 +121,7 @@ async function pendingActions(
   globals: GlobalOptions,
   instance: string,
 ): Promise<{ verb: string; kind: string; reason: string }[] | null> {
-  const [{ openProject }, { planSession }, { targetsFor }, { activeServices }] = await Promise.all([
+  const [{ openProject }, { planSession }, { targetsFor }, { activeServicesOf }] = await Promise.all([
     import('../session.js'),
     import('../reconcile/converge.js'),
     import('../reconcile/targets.js'),
@@ -139,7 +139,7 @@ async function pendingActions(
     throw error;
   }
   if (!session.project.instances.some((i) => i.name === instance)) return null;
-  const services = activeServices(Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])));
+  const services = activeServicesOf(session.project);
   const { plan } = await planSession(session, targetsFor('plan', services));
   return plan.actions
     .filter((a) => (a.instance ?? a.name) === instance)

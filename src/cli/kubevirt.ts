@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { activeServices } from '../compose/profiles.js';
+import { activeServicesOf } from '../compose/profiles.js';
 import { exportKubevirt, type Manifest, type ServiceType } from '../export/kubevirt.js';
 import { UserError } from '../errors.js';
 import { hostKeySpec, projectKeySpec, read as readKeypair } from '../resources/keypair.js';
@@ -54,7 +54,7 @@ export async function kubevirt(globals: GlobalOptions, flags: KubevirtFlags): Pr
   });
   const { layout } = session;
   // The services of the enabled profiles, as up would start them (compose's convert does too).
-  const active = activeServices(Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])));
+  const active = activeServicesOf(session.project);
   const project = {
     ...session.project,
     services: session.project.services.filter((s) => active.includes(s.name)),

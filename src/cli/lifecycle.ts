@@ -1,5 +1,5 @@
 import { findComposeFiles, loadCompose } from '../compose/load.js';
-import { activeServices } from '../compose/profiles.js';
+import { activeServices, activeServicesOf } from '../compose/profiles.js';
 import type { Service } from '../compose/schema.js';
 import { parseDuration } from '../compose/units.js';
 import { UserError } from '../errors.js';
@@ -199,7 +199,7 @@ export async function plan(
     projectName: globals.projectName,
   });
   if (session.notice) console.error(`holos: warning: ${session.notice}`);
-  const services = activeServices(Object.fromEntries(session.project.services.map((s) => [s.name, s.spec])));
+  const services = activeServicesOf(session.project);
   const { plan } = await planSession(session, { ...targetsFor('plan', services), ...pullTargets(options) });
   console.log(options.json ? planJson(plan) : formatPlan(plan));
   if (options.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;

@@ -47,3 +47,8 @@ export function activeServices(
   if (problems.length > 0) throw new UserError(problems.join('\n'));
   return active;
 }
+
+/** The active services of a resolved project, by name, under the enabled profiles. */
+export const activeServicesOf = (project: {
+  services: readonly { name: string; spec: Profiled }[];
+}): string[] => activeServices(Object.fromEntries(project.services.map((s) => [s.name, s.spec])));
