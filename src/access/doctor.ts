@@ -1,13 +1,12 @@
-import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile, stat, statfs } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 import type { ResolvedProject } from '../compose/resolve.js';
 import { formatBytes } from '../compose/units.js';
 import { chooseAccelerator } from '../qemu/accel.js';
+import { programVersion } from '../qemu/binaries.js';
 import { findUefiFirmware } from '../qemu/firmware.js';
 import { imagesDir } from '../images/store.js';
 
@@ -47,19 +46,6 @@ export const needsOf = (project: ResolvedProject): Needs => {
     instances: project.instances.length,
   };
 };
-
-const run = promisify(execFile);
-
-/** A program's `--version` first line, or why it did not answer. */
-async function versionOf(program: string): Promise<{ version: string } | { missing: string }> {
-  try {
-    const { stdout } = await run(program, ['--version'], { timeout: 10_000 });
-    return { version: stdout.split('\n')[0]!.trim() };
-  } catch (error) {
-    const e = error as NodeJS.ErrnoException;
-    return { missing: e.code === 'ENOENT' ? 'not found on PATH' : e.message.split('\n')[0]! };
-  }
-}
 
 /** Bytes free where `path` (or its nearest existing parent) lives. */
 async function freeBytes(path: string): Promise<{ at: string; free: number }> {
@@ -114,7 +100,7 @@ export async function diagnose(input: DoctorInput): Promise<Check[]> {
     ['qemu', input.qemuSystem],
     ['qemu-img', input.qemuImg],
   ] as const) {
-    const found = await versionOf(program);
+    const found = await programVersion(program);
     if (name === 'qemu') qemuFound = 'version' in found;
     checks.push(
       'version' in found

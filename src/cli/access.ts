@@ -5,6 +5,7 @@ import { parseTail, printLogs, selectLogs } from '../access/logs.js';
 import { sshConfig as renderSshConfig } from '../access/ssh-config.js';
 import { openAccessProject } from '../access/target.js';
 import { parseDuration } from '../compose/units.js';
+import { configuredQemu, programVersion } from '../qemu/binaries.js';
 import { UserError } from '../errors.js';
 import { stateDirOf, type GlobalOptions } from './context.js';
 import packageJson from '../../package.json' with { type: 'json' };
@@ -164,8 +165,8 @@ export async function doctor(globals: GlobalOptions, options: { json?: boolean }
   const loaded = files && validateComposeFiles(files, { projectName: globals.projectName });
   const checks = await diagnose({
     stateDir: stateDirOf(globals),
-    qemuSystem: process.env.HOLOS_QEMU_SYSTEM || 'qemu-system-x86_64',
-    qemuImg: process.env.HOLOS_QEMU_IMG || 'qemu-img',
+    qemuSystem: configuredQemu().system,
+    qemuImg: configuredQemu().img,
     ...(loaded?.ok && { needs: needsOf(resolveProject(loaded.loaded)) }),
   });
   if (loaded && !loaded.ok)
@@ -187,13 +188,8 @@ export async function version(options: { json?: boolean }): Promise<void> {
     process.stdout.write(`holos ${packageJson.version}\n`);
     return;
   }
-  const { execFile } = await import('node:child_process');
-  const qemu = process.env.HOLOS_QEMU_SYSTEM || 'qemu-system-x86_64';
-  const qemuVersion = await new Promise<string | null>((resolve) =>
-    execFile(qemu, ['--version'], { timeout: 10_000 }, (error, stdout) =>
-      resolve(error ? null : (/version (\S+)/.exec(stdout)?.[1] ?? null)),
-    ),
-  );
+  const found = await programVersion(configuredQemu().system);
+  const qemuVersion = 'version' in found ? (/version (\S+)/.exec(found.version)?.[1] ?? null) : null;
   const versions = {
     schema_version: 1,
     holos: packageJson.version,
