@@ -48,10 +48,15 @@ export async function inspectDetails(project: AccessProject, name: string): Prom
   };
 }
 
+/** What `holos plan` would do to the instance, against the compose file (cli/access.ts). */
+export interface PendingAction {
+  verb: string;
+  kind: string;
+  reason: string;
+}
+
 /** The human form: a line per fact; cloud-init's errors one per line beneath its verdict. */
-export function formatDetails(
-  d: InstanceDetails & { pending?: { verb: string; kind: string; reason: string }[] | null },
-): string {
+export function formatDetails(d: InstanceDetails & { pending?: PendingAction[] | null }): string {
   const verdict = d.cloud_init
     ? [d.cloud_init.status, ...d.cloud_init.errors.map((e) => `  ${e}`)].join('\n')
     : d.first_boot?.state === 'pending'

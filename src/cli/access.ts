@@ -3,6 +3,7 @@ import { attachConsole } from '../access/console.js';
 import { execInstance } from '../access/exec.js';
 import { parseTail, printLogs, selectLogs } from '../access/logs.js';
 import { sshConfig as renderSshConfig } from '../access/ssh-config.js';
+import type { PendingAction } from '../access/inspect.js';
 import { openAccessProject } from '../access/target.js';
 import { parseDuration } from '../compose/units.js';
 import { configuredQemu, programVersion } from '../qemu/binaries.js';
@@ -105,7 +106,7 @@ export async function inspect(
   const { inspectDetails, formatDetails } = await import('../access/inspect.js');
   const details = {
     ...(await inspectDetails(await accessProject(globals), name)),
-    pending: null as { verb: string; kind: string; reason: string }[] | null,
+    pending: null as PendingAction[] | null,
   };
   details.pending = await pendingActions(globals, details.instance);
   process.stdout.write(
@@ -118,10 +119,7 @@ export async function inspect(
  * is as the file says, null when there is no file to compare with (a project known only from
  * the state dir, or a file that does not validate: holos validate says why).
  */
-async function pendingActions(
-  globals: GlobalOptions,
-  instance: string,
-): Promise<{ verb: string; kind: string; reason: string }[] | null> {
+async function pendingActions(globals: GlobalOptions, instance: string): Promise<PendingAction[] | null> {
   const [{ openProject }, { planSession }, { targetsFor }, { activeServicesOf }] = await Promise.all([
     import('../session.js'),
     import('../reconcile/converge.js'),
