@@ -104,11 +104,8 @@ export async function inspect(
   if (options.format !== 'text' && options.format !== 'json')
     throw new UserError(`--format ${options.format}: use text or json`);
   const { inspectDetails, formatDetails } = await import('../access/inspect.js');
-  const details = {
-    ...(await inspectDetails(await accessProject(globals), name)),
-    pending: null as PendingAction[] | null,
-  };
-  details.pending = await pendingActions(globals, details.instance);
+  const found = await inspectDetails(await accessProject(globals), name);
+  const details = { ...found, pending: await pendingActions(globals, found.instance) };
   process.stdout.write(
     `${options.format === 'json' ? JSON.stringify({ schema_version: 1, ...details }) : formatDetails(details)}\n`,
   );
